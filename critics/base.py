@@ -1,0 +1,37 @@
+"""The vocabulary every critic shares: a candidate goes in, a verdict comes out.
+
+A verdict is a score in [0, 1], whether the candidate passes, and a short reason a person can read.
+Both records are small and frozen because they cross actor boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Candidate:
+    id: str
+    prompt_id: str
+    source: str  # "seed" or "self-instruct"
+    instruction: str
+    response: str
+    tokens: int
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    score: float
+    passed: bool
+    reason: str
+
+
+class Critic(Protocol):
+    """Scores each candidate on its own; set-level critics (dedup) have their own interface."""
+
+    name: str
+
+    def score(self, candidates: Sequence[Candidate]) -> list[Verdict]: ...

@@ -1,0 +1,86 @@
+"""The critic panel: every enabled critic of a run, held by one critic actor.
+
+Per-candidate critics (rules, judges) score shards of candidates in parallel across actors; the
+set-level dedup runs on one actor because it needs the whole round in rank order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from critics.base import Candidate, Critic, Verdict
+from critics.dedup import DedupCritic, Embedder, candidate_text
+from critics.judge import JudgeCritic, p_yes
+from critics.rules import RulesCritic
+from loop.config import CriticBase, DedupCriticConfig, JudgeCriticConfig, RulesCriticConfig
+from loop.policy import Policy
+
+
+class CriticPanel:
+    def __init__(
+        self,
+        critics: Mapping[str, CriticBase],
+        policy_path: str,
+        embedder_path: str,
+        dtype: str,
+        judge_paths: Mapping[str, str] | None = None,  # judge ref -> resolved folder
+        threads: int | None = None,
+        trust_remote_code: bool = False,
+    ) -> None:
+        self.policy = Policy(policy_path, dtype, threads, trust_remote_code)
+        self._embedder_path = embedder_path
+        self._embedder: Embedder | None = None
+        judges = {"policy": self.policy}
+        for ref, path in (judge_paths or {}).items():
+            judges[ref] = Policy(path, dtype, None, trust_remote_code)
+        self.critics: dict[str, Critic] = {}
+        self.dedup_critic: DedupCritic | None = None
+        for name, cfg in critics.items():
+            if isinstance(cfg, RulesCriticConfig):
+                self.critics[name] = RulesCritic(name, cfg)
+            elif isinstance(cfg, JudgeCriticConfig):
+                self.critics[name] = JudgeCritic(name, cfg.question, cfg.threshold, judges[cfg.judge])
+            elif isinstance(cfg, DedupCriticConfig):
+                self.dedup_critic = DedupCritic(name, cfg.threshold)
+
+    def set_adapter(self, path: str | None) -> None:
+        """The self-critique judge is the current policy."""
+        self.policy.set_adapter(path)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(self._embedder_path)
+        return self._embedder
+
+    def score(self, candidates: Sequence[Candidate]) -> dict[str, list[Verdict]]:
+        return {name: critic.score(candidates) for name, critic in self.critics.items()}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder.embed(texts)
+
+    def dedup(
+        self,
+        candidates: Sequence[Candidate],
+        order: Sequence[int],
+        eligible: Sequence[bool],
+        history: np.ndarray,
+        history_ids: Sequence[str],
+    ) -> tuple[list[Verdict], np.ndarray]:
+        """Dedup verdicts and the candidates' embeddings (stored with survivors for later rounds)."""
+        vectors = self.embed([candidate_text(c) for c in candidates])
+        if self.dedup_critic is None:
+            return [], vectors
+        verdicts = self.dedup_critic.judge(candidates, vectors, order, eligible, history, history_ids)
+        return verdicts, vectors
+
+    def rate(self, question: str, pairs: Sequence[tuple[str, str]], adapter: str | None) -> list[float]:
+        """P(yes) for `question` from a fixed judge: the base model plus `adapter` (None: base)."""
+        current = self.policy.adapter
+        self.policy.set_adapter(adapter)
+        try:
+            return p_yes(self.policy, question, pairs)
+        finally:
+            self.policy.set_adapter(current)

@@ -1,0 +1,66 @@
+"""Instruction pools: the seed file a run starts from and the held-out prompts it is judged on.
+
+Any JSONL file whose lines carry an `instruction` field works (the project's own seeds, or for
+example the Self-Instruct seed tasks). Instances with an `input` are folded into the instruction.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from loop.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Prompt:
+    id: str
+    instruction: str
+    source: str  # "seed", "self-instruct" or "heldout"
+
+
+def normalise(text: str) -> str:
+    """Lower case, punctuation and extra space removed: equal instructions compare equal."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _instruction_of(row: dict) -> str:
+    text = str(row.get("instruction", "")).strip()
+    instances = row.get("instances") or []
+    extra = instances[0].get("input", "").strip() if instances and isinstance(instances[0], dict) else ""
+    return f"{text}\n\n{extra}" if extra else text
+
+
+def load_prompts(path: str | Path, source: str, key: str) -> list[Prompt]:
+    """Read a JSONL instruction file. `key` names the config key in error messages."""
+    path = Path(path)
+    prompts: list[Prompt] = []
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict) or not str(row.get("instruction", "")).strip():
+                raise ConfigError(f"{path}:{number}: a line needs a non-empty 'instruction' field")
+            pid = str(row.get("id") or f"{source}-{number:04d}")
+            prompts.append(Prompt(pid, _instruction_of(row), source))
+    if not prompts:
+        raise ConfigError(f"'{key}': {path} holds no instructions")
+    return prompts
+
+
+def check_split(seeds: list[Prompt], heldout: list[Prompt]) -> None:
+    """Held-out prompts must never be trained on: refuse a seed pool that contains one."""
+    held = {normalise(p.instruction) for p in heldout}
+    leaked = [p.id for p in seeds if normalise(p.instruction) in held]
+    if leaked:
+        shown = ", ".join(leaked[:5])
+        raise ConfigError(
+            f"{len(leaked)} seed instructions also appear in the held-out set ({shown}): "
+            "remove them from one of the two files"
+        )

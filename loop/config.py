@@ -1,0 +1,258 @@
+"""Typed run configuration: `config.toml` mapped onto pydantic models, one per concern.
+
+Everything is validated here, before any actor starts. Errors name the key and say what to do;
+relative file paths are resolved against the folder of the config file, so a frozen config in a
+run folder works from anywhere.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from loop.errors import ConfigError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class RunConfig(Section):
+    name: str = Field("default", description="run folder name under runs_dir")
+    runs_dir: str = Field("runs", description="folder that holds the run folders")
+    rounds: int = Field(3, ge=1, le=1000)
+    seed: int = Field(0, ge=0)
+
+
+class ModelConfig(Section):
+    policy: str = Field("embedded:smollm2-135m-instruct", description="embedded name, HF id or folder")
+    embedder: str = "embedded:all-minilm-l6-v2"
+    dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
+    trust_remote_code: bool = Field(False, description="run model code from a hub repository")
+
+
+class PersonaConfig(Section):
+    name: str = Field(min_length=1)
+    system_prompt: str = Field(min_length=1, description="used while generating, never in training")
+    description: str = Field(min_length=1, description="how the persona speaks, for the judge")
+    markers: list[str] = Field(min_length=1, description="words that show the voice; eval only")
+
+
+class GenerateConfig(Section):
+    seed_file: str = "generators/data/seeds.jsonl"
+    prompts_per_round: int = Field(24, ge=1)
+    new_instructions: int = Field(8, ge=0, description="self-instruct requests per round")
+    shots: int = Field(3, ge=1, le=16, description="pool examples shown per self-instruct request")
+    responses_per_prompt: int = Field(2, ge=1, le=16)
+    max_new_tokens: int = Field(96, ge=4, le=4096)
+    temperature: float = Field(0.8, ge=0.0, le=5.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    batch_size: int = Field(32, ge=1)
+
+
+class CriticBase(Section):
+    enabled: bool = True
+    weight: float = Field(0.0, ge=0.0, description="share in the combined score")
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="a score below it fails")
+
+
+class RulesCriticConfig(CriticBase):
+    """Cheap checks: empty, truncated at the token limit, repetitive, instruction echoed back."""
+
+    kind: Literal["rules"] = "rules"
+    min_words: int = Field(3, ge=0)
+    ngram: int = Field(3, ge=1)
+    max_repeat_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    max_echo: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class JudgeCriticConfig(CriticBase):
+    """An LLM judge read through its token probabilities: the score is P(yes) for `question`."""
+
+    kind: Literal["judge"] = "judge"
+    question: str = Field(min_length=1, description="the rubric, answered yes or no")
+    judge: str = Field("policy", description="'policy' (the current model) or a model path or id")
+
+
+class DedupCriticConfig(CriticBase):
+    """Embedding near-duplicates within the round and against every earlier round's survivors."""
+
+    kind: Literal["dedup"] = "dedup"
+    threshold: float = Field(0.92, gt=0.0, le=1.0, description="cosine at or above it is a duplicate")
+
+
+CRITIC_KINDS: dict[str, type[CriticBase]] = {
+    "rules": RulesCriticConfig,
+    "judge": JudgeCriticConfig,
+    "dedup": DedupCriticConfig,
+}
+CriticConfig = Annotated[
+    RulesCriticConfig | JudgeCriticConfig | DedupCriticConfig, Field(discriminator="kind")
+]
+
+
+class SelectConfig(Section):
+    budget: int = Field(32, ge=1, description="most survivors kept per round")
+
+
+class TrainConfig(Section):
+    method: Literal["sft"] = "sft"
+    epochs: float = Field(2.0, gt=0.0)
+    learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
+    batch_size: int = Field(4, ge=1)
+    max_length: int = Field(320, ge=16)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+
+
+class EvalConfig(Section):
+    heldout_file: str = "generators/data/heldout.jsonl"
+    max_prompts: int = Field(32, ge=1)
+    max_new_tokens: int = Field(96, ge=4, le=4096)
+    target: Literal["persona", "quality"] = "persona"
+    quality_question: str = Field(
+        "Does the response answer the instruction helpfully and correctly?", min_length=1
+    )
+
+
+class GateConfig(Section):
+    tolerance: float = Field(0.0, ge=0.0, description="how far below the best a round may fall")
+
+
+class ActorsConfig(Section):
+    generators: int = Field(2, ge=1)
+    critics: int = Field(1, ge=1)
+    generator_cpus: float = Field(0.5, ge=0.0)
+    critic_cpus: float = Field(0.5, ge=0.0)
+    trainer_cpus: float = Field(0.5, ge=0.0)
+    generator_threads: int = Field(1, ge=1)
+    critic_threads: int = Field(2, ge=1)
+    trainer_threads: int = Field(2, ge=1)
+
+
+class Config(Section):
+    run: RunConfig = RunConfig()
+    model: ModelConfig = ModelConfig()
+    persona: PersonaConfig
+    generate: GenerateConfig = GenerateConfig()
+    critics: dict[str, CriticConfig]
+    select: SelectConfig = SelectConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    gate: GateConfig = GateConfig()
+    actors: ActorsConfig = ActorsConfig()
+
+    @model_validator(mode="after")
+    def _critics_make_sense(self) -> Config:
+        enabled = [c for c in self.critics.values() if c.enabled]
+        if not enabled:
+            raise ValueError("critics: enable at least one critic")
+        if sum(c.weight for c in enabled) <= 0:
+            raise ValueError("critics: give at least one enabled critic a weight above 0")
+        return self
+
+    def enabled_critics(self) -> dict[str, CriticConfig]:
+        return {name: c for name, c in self.critics.items() if c.enabled}
+
+
+def _section_fields(loc: tuple) -> list[str]:
+    """The known keys of the table at `loc`, for 'did you mean' suggestions."""
+    if loc[0] == "critics":
+        # (critics, NAME, KIND, key): pydantic puts the discriminator value in the path.
+        kind = CRITIC_KINDS.get(str(loc[2])) if len(loc) >= 4 else None
+        return list(kind.model_fields) if kind else []
+    model: Any = Config
+    for part in loc[:-1]:
+        model = model.model_fields[part].annotation
+    return list(model.model_fields)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        key = ".".join(str(p) for p in loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(str(loc[-1]), _section_fields(loc), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            lines.append(f"unknown key '{key}'{hint}")
+        elif e["type"] == "missing":
+            lines.append(f"missing key '{key}'")
+        else:
+            got = e.get("input")
+            shown = repr(got) if not isinstance(got, dict) else "a table"
+            lines.append(f"'{key}': {e['msg']} (got {shown})")
+    return f"{source}: invalid config:\n  " + "\n  ".join(lines)
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    # A critic table named after a kind (`[critics.rules]`) needs no `kind` key.
+    for name, table in (data.get("critics") or {}).items():
+        if isinstance(table, dict) and "kind" not in table and name in CRITIC_KINDS:
+            table["kind"] = name
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    def absolute(p: str) -> str:
+        path = Path(p).expanduser()
+        return str(path if path.is_absolute() else (base / path).resolve())
+
+    def model_ref(ref: str) -> str:
+        # A model reference that names an existing folder relative to the config is a folder.
+        if ref.startswith("embedded:") or ref == "policy":
+            return ref
+        candidate = (base / ref).expanduser()
+        looks_local = ref.startswith((".", "/", "~")) or candidate.exists()
+        return absolute(ref) if looks_local else ref
+
+    critics = {
+        name: c.model_copy(update={"judge": model_ref(c.judge)}) if c.kind == "judge" else c
+        for name, c in cfg.critics.items()
+    }
+    return cfg.model_copy(
+        update={
+            "run": cfg.run.model_copy(update={"runs_dir": absolute(cfg.run.runs_dir)}),
+            "model": cfg.model.model_copy(
+                update={"policy": model_ref(cfg.model.policy), "embedder": model_ref(cfg.model.embedder)}
+            ),
+            "generate": cfg.generate.model_copy(update={"seed_file": absolute(cfg.generate.seed_file)}),
+            "eval": cfg.eval.model_copy(update={"heldout_file": absolute(cfg.eval.heldout_file)}),
+            "critics": critics,
+        }
+    )
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, validate and resolve a config file. Raises ConfigError with a fix-it message."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    for dotted, value in (overrides or {}).items():
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    cfg = parse_config(data, str(path))
+    cfg = _resolve_paths(cfg, path.resolve().parent)
+    for label, file in (("generate.seed_file", cfg.generate.seed_file),
+                        ("eval.heldout_file", cfg.eval.heldout_file)):
+        if not Path(file).is_file():
+            raise ConfigError(f"{path}: '{label}' names a file that does not exist: {file}")
+    return cfg
+
+
+def dump_config(cfg: Config) -> str:
+    return tomli_w.dumps(cfg.model_dump(mode="json"))

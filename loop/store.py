@@ -1,0 +1,158 @@
+"""The run folder: the one source of truth about a run.
+
+    runs/NAME/
+      config.toml            the resolved config, frozen when the run was created
+      state.json             summary for people and scripts (derived from the round records)
+      base_eval/             the base model's held-out answers, computed once per run
+      round_001/
+        prompts/  generated/  candidates/  survivors/  eval/     datasets (`datasets.load_from_disk`)
+        adapter/                                                 PEFT adapter
+        stages/<stage>.json   a stage's completion record, written after its data
+        metrics.json          counts, scores, eval figures, stage times
+        round.json            the round's completion record, written last
+
+Every file and folder is written aside and renamed into place, so a reader never sees half of one,
+and a stage or round counts as done only once its record exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from loop.errors import RunStoreError
+
+CONFIG = "config.toml"
+STATE = "state.json"
+LOCK = "run.lock"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Move a fully written folder into place, dropping a stale one left by a crash."""
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+class RunStore:
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    # ---- run level -----------------------------------------------------------------------
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG
+
+    def exists(self) -> bool:
+        return self.config_path.is_file()
+
+    def require(self) -> RunStore:
+        if not self.exists():
+            raise RunStoreError(f"no run at {self.root} (it has no {CONFIG})")
+        return self
+
+    def create(self, config_text: str) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.config_path, config_text)
+
+    def frozen_config(self) -> str:
+        return self.config_path.read_text(encoding="utf-8")
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        write_json(self.root / STATE, {**state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+    # ---- rounds --------------------------------------------------------------------------
+
+    def round_dir(self, k: int) -> Path:
+        return self.root / f"round_{k:03d}"
+
+    def rounds_on_disk(self) -> list[int]:
+        found = []
+        for p in self.root.glob("round_[0-9][0-9][0-9]"):
+            found.append(int(p.name.split("_")[1]))
+        return sorted(found)
+
+    def completed_rounds(self) -> list[int]:
+        return [k for k in self.rounds_on_disk() if (self.round_dir(k) / "round.json").is_file()]
+
+    def round_record(self, k: int) -> dict[str, Any]:
+        return read_json(self.round_dir(k) / "round.json")
+
+    def metrics(self, k: int) -> dict[str, Any]:
+        return read_json(self.round_dir(k) / "metrics.json")
+
+    def commit_round(self, k: int, metrics: dict[str, Any], record: dict[str, Any]) -> None:
+        write_json(self.round_dir(k) / "metrics.json", metrics)
+        write_json(self.round_dir(k) / "round.json", record)
+
+    # ---- stages --------------------------------------------------------------------------
+
+    def stage_record(self, k: int, stage: str) -> dict[str, Any] | None:
+        path = self.round_dir(k) / "stages" / f"{stage}.json"
+        return read_json(path) if path.is_file() else None
+
+    def write_stage_record(self, k: int, stage: str, record: dict[str, Any]) -> None:
+        folder = self.round_dir(k) / "stages"
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / f"{stage}.json", record)
+
+    # ---- datasets ------------------------------------------------------------------------
+
+    def save_rows(
+        self, folder: Path, rows: Iterable[dict[str, Any]], columns: Iterable[str] = ("id",)
+    ) -> None:
+        """Save rows as a Hugging Face dataset; `columns` names the columns of an empty one."""
+        from datasets import Dataset
+
+        rows = list(rows)
+        table = Dataset.from_list(rows) if rows else Dataset.from_dict({c: [] for c in columns})
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.with_name(f".{folder.name}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        table.save_to_disk(str(tmp))
+        replace_dir(tmp, folder)
+
+    def load_rows(self, folder: Path) -> list[dict[str, Any]]:
+        from datasets import load_from_disk
+
+        return load_from_disk(str(folder)).to_list()
+
+    def dataset(self, k: int, name: str) -> Path:
+        return self.round_dir(k) / name
+
+    # ---- branching -----------------------------------------------------------------------
+
+    def move_aside(self, from_round: int) -> Path | None:
+        """Keep rounds >= from_round in `aside/<time>/` (never deleted) and return that folder."""
+        later = [k for k in self.rounds_on_disk() if k >= from_round]
+        if not later:
+            return None
+        dest = self.root / "aside" / time.strftime("%Y%m%d-%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        for k in later:
+            os.replace(self.round_dir(k), dest / self.round_dir(k).name)
+        return dest
+
