@@ -19,7 +19,8 @@ class Candidate:
     instruction: str
     response: str
     tokens: int
-    finished: bool
+    finished: bool  # the model ended its turn itself
+    trimmed: bool = False  # cut at the token limit, then trimmed back to its last full sentence
 
 
 @dataclass(frozen=True)

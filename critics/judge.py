@@ -38,7 +38,9 @@ class JudgeCritic:
         self.policy = policy
 
     def score(self, candidates: Sequence[Candidate]) -> list[Verdict]:
-        scores = p_yes(self.policy, self.question, [(c.instruction, c.response) for c in candidates])
+        scores = p_yes(
+            self.policy, self.question, [(c.instruction, c.response) for c in candidates]
+        )
         return [
             Verdict(s, s >= self.threshold, f"P(yes)={s:.2f} (threshold {self.threshold:.2f})")
             for s in scores

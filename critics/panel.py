@@ -11,10 +11,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from critics.base import Candidate, Critic, Verdict
+from critics.contrast import ContrastCritic
 from critics.dedup import DedupCritic, Embedder, candidate_text
 from critics.judge import JudgeCritic, p_yes
 from critics.rules import RulesCritic
-from loop.config import CriticBase, DedupCriticConfig, JudgeCriticConfig, RulesCriticConfig
+from loop.config import (
+    ContrastCriticConfig,
+    CriticBase,
+    DedupCriticConfig,
+    JudgeCriticConfig,
+    RulesCriticConfig,
+)
 from loop.policy import Policy
 
 
@@ -41,7 +48,13 @@ class CriticPanel:
             if isinstance(cfg, RulesCriticConfig):
                 self.critics[name] = RulesCritic(name, cfg)
             elif isinstance(cfg, JudgeCriticConfig):
-                self.critics[name] = JudgeCritic(name, cfg.question, cfg.threshold, judges[cfg.judge])
+                self.critics[name] = JudgeCritic(
+                    name, cfg.question, cfg.threshold, judges[cfg.judge]
+                )
+            elif isinstance(cfg, ContrastCriticConfig):
+                self.critics[name] = ContrastCritic(
+                    name, cfg.system_prompt, cfg.scale, cfg.threshold, self.policy
+                )
             elif isinstance(cfg, DedupCriticConfig):
                 self.dedup_critic = DedupCritic(name, cfg.threshold)
 
@@ -69,14 +82,18 @@ class CriticPanel:
         history: np.ndarray,
         history_ids: Sequence[str],
     ) -> tuple[list[Verdict], np.ndarray]:
-        """Dedup verdicts and the candidates' embeddings (stored with survivors for later rounds)."""
+        """Dedup verdicts, and the candidates' embeddings (kept with survivors for later rounds)."""
         vectors = self.embed([candidate_text(c) for c in candidates])
         if self.dedup_critic is None:
             return [], vectors
-        verdicts = self.dedup_critic.judge(candidates, vectors, order, eligible, history, history_ids)
+        verdicts = self.dedup_critic.judge(
+            candidates, vectors, order, eligible, history, history_ids
+        )
         return verdicts, vectors
 
-    def rate(self, question: str, pairs: Sequence[tuple[str, str]], adapter: str | None) -> list[float]:
+    def rate(
+        self, question: str, pairs: Sequence[tuple[str, str]], adapter: str | None
+    ) -> list[float]:
         """P(yes) for `question` from a fixed judge: the base model plus `adapter` (None: base)."""
         current = self.policy.adapter
         self.policy.set_adapter(adapter)

@@ -46,8 +46,8 @@ class RulesCritic:
             return "empty response"
         if n_words < self.cfg.min_words:
             return f"too short: {n_words} words < {self.cfg.min_words}"
-        if not c.finished:
-            return f"truncated at the token limit ({c.tokens} tokens)"
+        if not c.finished and not c.trimmed:
+            return f"truncated mid-sentence at the token limit ({c.tokens} tokens)"
         ratio = repeat_ratio(c.response, self.cfg.ngram)
         if ratio > self.cfg.max_repeat_ratio:
             return f"repetitive: {ratio:.2f} of {self.cfg.ngram}-grams repeat"

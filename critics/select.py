@@ -39,7 +39,9 @@ def decide(
     budget: int,
 ) -> list[Decision]:
     n = len(combined)
-    first_fail = [next((name for name, v in verdicts.items() if not v[i].passed), "") for i in range(n)]
+    first_fail = [
+        next((name for name, v in verdicts.items() if not v[i].passed), "") for i in range(n)
+    ]
     kept = 0
     decisions: dict[int, Decision] = {}
     for i in ranking(combined):

@@ -29,7 +29,8 @@ def normalise(text: str) -> str:
 def _instruction_of(row: dict) -> str:
     text = str(row.get("instruction", "")).strip()
     instances = row.get("instances") or []
-    extra = instances[0].get("input", "").strip() if instances and isinstance(instances[0], dict) else ""
+    first = instances[0] if instances and isinstance(instances[0], dict) else {}
+    extra = str(first.get("input") or "").strip()
     return f"{text}\n\n{extra}" if extra else text
 
 

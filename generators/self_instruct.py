@@ -1,6 +1,8 @@
 """New instructions written by the model itself from a few pool examples, as in Self-Instruct.
 
-The model sees a numbered list of sampled instructions and is asked for one more. Its answer is
+The model continues a numbered list of sampled instructions as plain text (no chat template:
+a 135M chat model asked in a chat turn for "a new task" mostly talks about tasks, while as a
+list continuation it writes one). Its continuation is
 parsed to a single instruction; answers that do not parse, repeat the pool (ROUGE-L above the
 novelty threshold, 0.7 in Self-Instruct) or hit a held-out prompt are dropped and counted.
 """
@@ -15,7 +17,6 @@ from dataclasses import dataclass
 from rouge_score import rouge_scorer
 
 from generators.pool import Prompt, normalise
-from loop.policy import Conversation
 
 NOVELTY_ROUGE_L = 0.7
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"])
@@ -23,30 +24,30 @@ _ROUGE = rouge_scorer.RougeScorer(["rougeL"])
 
 @dataclass(frozen=True)
 class Request:
-    id: str
-    conversation: Conversation
+    id: str  # becomes the new prompt's id
+    text: str  # a numbered list that the model continues
 
 
-def requests(pool: Sequence[Prompt], n: int, shots: int, rng: random.Random, round_: int) -> list[Request]:
+def requests(
+    pool: Sequence[Prompt], n: int, shots: int, rng: random.Random, round_: int
+) -> list[Request]:
     out = []
     for k in range(n):
         examples = rng.sample(list(pool), min(shots, len(pool)))
-        listing = "\n".join(f"{j + 1}. {p.instruction.splitlines()[0]}" for j, p in enumerate(examples))
-        text = (
-            "Here are some tasks that people ask an assistant to do:\n"
-            f"{listing}\n\n"
-            "Write one new task of the same kind but on a different topic. "
-            "Reply with the task only, in one sentence."
+        listing = "".join(
+            f"{j + 1}. {p.instruction.splitlines()[0]}\n" for j, p in enumerate(examples)
         )
-        out.append(Request(f"r{round_}-new{k:03d}", [{"role": "user", "content": text}]))
+        text = f"Tasks people ask an assistant to do:\n{listing}{len(examples) + 1}."
+        out.append(Request(f"si-r{round_}-{k:03d}", text))
     return out
 
 
 def parse_instruction(text: str) -> str | None:
-    """The first line that reads like a task, without numbering, labels or quotes; None if none."""
-    for line in text.splitlines():
+    """The continuation's first line if it reads like a task (numbering, labels and quotes
+    removed); None otherwise."""
+    for line in text.strip().splitlines()[:1]:
         line = re.sub(r"^\s*(\d+[.)]|[-*•]|task\s*\d*\s*:|new task\s*:)\s*", "", line, flags=re.I)
-        line = line.strip().strip('"“”\'').strip()
+        line = line.strip().strip("\"“”'").strip()
         n_words = len(line.split())
         if 4 <= n_words <= 40 and line[-1:] in ".?!":
             return line

@@ -8,11 +8,11 @@ run folder works from anywhere.
 from __future__ import annotations
 
 import difflib
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loop.errors import ConfigError
@@ -23,14 +23,21 @@ class Section(BaseModel):
 
 
 class RunConfig(Section):
-    name: str = Field("default", description="run folder name under runs_dir")
+    name: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        max_length=100,
+        description="run folder name under runs_dir: letters, digits, '.', '_' and '-'",
+    )
     runs_dir: str = Field("runs", description="folder that holds the run folders")
     rounds: int = Field(3, ge=1, le=1000)
     seed: int = Field(0, ge=0)
 
 
 class ModelConfig(Section):
-    policy: str = Field("embedded:smollm2-135m-instruct", description="embedded name, HF id or folder")
+    policy: str = Field(
+        "embedded:smollm2-135m-instruct", description="embedded name, HF id or folder"
+    )
     embedder: str = "embedded:all-minilm-l6-v2"
     dtype: Literal["bfloat16", "float32", "float16"] = "bfloat16"
     trust_remote_code: bool = Field(False, description="run model code from a hub repository")
@@ -48,8 +55,16 @@ class GenerateConfig(Section):
     prompts_per_round: int = Field(24, ge=1)
     new_instructions: int = Field(8, ge=0, description="self-instruct requests per round")
     shots: int = Field(3, ge=1, le=16, description="pool examples shown per self-instruct request")
+    instruction_max_tokens: int = Field(
+        48, ge=8, le=512, description="token limit of a new instruction"
+    )
     responses_per_prompt: int = Field(2, ge=1, le=16)
-    max_new_tokens: int = Field(96, ge=4, le=4096)
+    max_new_tokens: int = Field(128, ge=4, le=4096)
+    trim_truncated: bool = Field(
+        True,
+        description="cut a response that hit the limit back to "
+        "its last full sentence instead of rejecting it",
+    )
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     batch_size: int = Field(32, ge=1)
@@ -75,24 +90,41 @@ class JudgeCriticConfig(CriticBase):
     """An LLM judge read through its token probabilities: the score is P(yes) for `question`."""
 
     kind: Literal["judge"] = "judge"
-    question: str = Field(min_length=1, description="the rubric, answered yes or no")
+    question: str = Field(
+        min_length=1,
+        description="the rubric, answered yes or no; {persona} is replaced by persona.description",
+    )
     judge: str = Field("policy", description="'policy' (the current model) or a model path or id")
+
+
+class ContrastCriticConfig(CriticBase):
+    """Log-likelihood ratio of the response with and without the persona's system prompt."""
+
+    kind: Literal["contrast"] = "contrast"
+    system_prompt: str = Field(
+        "", description="the prompt to contrast; empty: persona.system_prompt"
+    )
+    scale: float = Field(10.0, gt=0.0, description="score = sigmoid(scale * per-token log-ratio)")
 
 
 class DedupCriticConfig(CriticBase):
     """Embedding near-duplicates within the round and against every earlier round's survivors."""
 
     kind: Literal["dedup"] = "dedup"
-    threshold: float = Field(0.92, gt=0.0, le=1.0, description="cosine at or above it is a duplicate")
+    threshold: float = Field(
+        0.92, gt=0.0, le=1.0, description="cosine at or above it is a duplicate"
+    )
 
 
 CRITIC_KINDS: dict[str, type[CriticBase]] = {
     "rules": RulesCriticConfig,
     "judge": JudgeCriticConfig,
+    "contrast": ContrastCriticConfig,
     "dedup": DedupCriticConfig,
 }
 CriticConfig = Annotated[
-    RulesCriticConfig | JudgeCriticConfig | DedupCriticConfig, Field(discriminator="kind")
+    RulesCriticConfig | JudgeCriticConfig | ContrastCriticConfig | DedupCriticConfig,
+    Field(discriminator="kind"),
 ]
 
 
@@ -109,7 +141,9 @@ class TrainConfig(Section):
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
 
 
 class EvalConfig(Section):
@@ -159,7 +193,19 @@ class Config(Section):
         return self
 
     def enabled_critics(self) -> dict[str, CriticConfig]:
-        return {name: c for name, c in self.critics.items() if c.enabled}
+        """Enabled critics in config order, with the persona filled in where they refer to it."""
+        out: dict[str, CriticConfig] = {}
+        for name, c in self.critics.items():
+            if not c.enabled:
+                continue
+            if isinstance(c, JudgeCriticConfig):
+                c = c.model_copy(
+                    update={"question": c.question.replace("{persona}", self.persona.description)}
+                )
+            if isinstance(c, ContrastCriticConfig) and not c.system_prompt:
+                c = c.model_copy(update={"system_prompt": self.persona.system_prompt})
+            out[name] = c
+        return out
 
 
 def _section_fields(loc: tuple) -> list[str]:
@@ -174,11 +220,18 @@ def _section_fields(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
+def _as_written(loc: tuple) -> tuple:
+    """The key path as the user wrote it: pydantic adds the critic kind after the critic name."""
+    if len(loc) >= 3 and loc[0] == "critics" and str(loc[2]) in CRITIC_KINDS:
+        return loc[:2] + loc[3:]
+    return loc
+
+
 def _describe(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(p for p in e["loc"])
-        key = ".".join(str(p) for p in loc) or "(top level)"
+        key = ".".join(str(p) for p in _as_written(loc)) or "(top level)"
         if e["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(loc[-1]), _section_fields(loc), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -195,7 +248,12 @@ def _describe(err: ValidationError, source: str) -> str:
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
     # A critic table named after a kind (`[critics.rules]`) needs no `kind` key.
     for name, table in (data.get("critics") or {}).items():
-        if isinstance(table, dict) and "kind" not in table and name in CRITIC_KINDS:
+        if isinstance(table, dict) and "kind" not in table:
+            if name not in CRITIC_KINDS:
+                kinds = ", ".join(f'"{k}"' for k in CRITIC_KINDS)
+                raise ConfigError(
+                    f"{source}: 'critics.{name}' needs a kind: add kind = one of {kinds}"
+                )
             table["kind"] = name
     try:
         return Config.model_validate(data)
@@ -224,9 +282,14 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         update={
             "run": cfg.run.model_copy(update={"runs_dir": absolute(cfg.run.runs_dir)}),
             "model": cfg.model.model_copy(
-                update={"policy": model_ref(cfg.model.policy), "embedder": model_ref(cfg.model.embedder)}
+                update={
+                    "policy": model_ref(cfg.model.policy),
+                    "embedder": model_ref(cfg.model.embedder),
+                }
             ),
-            "generate": cfg.generate.model_copy(update={"seed_file": absolute(cfg.generate.seed_file)}),
+            "generate": cfg.generate.model_copy(
+                update={"seed_file": absolute(cfg.generate.seed_file)}
+            ),
             "eval": cfg.eval.model_copy(update={"heldout_file": absolute(cfg.eval.heldout_file)}),
             "critics": critics,
         }
@@ -247,8 +310,10 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         data.setdefault(section, {})[key] = value
     cfg = parse_config(data, str(path))
     cfg = _resolve_paths(cfg, path.resolve().parent)
-    for label, file in (("generate.seed_file", cfg.generate.seed_file),
-                        ("eval.heldout_file", cfg.eval.heldout_file)):
+    for label, file in (
+        ("generate.seed_file", cfg.generate.seed_file),
+        ("eval.heldout_file", cfg.eval.heldout_file),
+    ):
         if not Path(file).is_file():
             raise ConfigError(f"{path}: '{label}' names a file that does not exist: {file}")
     return cfg

@@ -75,9 +75,12 @@ class Policy:
 
     # ---- text -----------------------------------------------------------------------------
 
-    def _encode(self, conversations: Sequence[Conversation]) -> dict[str, torch.Tensor]:
+    def _encode(self, conversations: Sequence[Conversation | str]) -> dict[str, torch.Tensor]:
+        """Chat turns go through the chat template; a plain string is continued as it is."""
         texts = [
-            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            c
+            if isinstance(c, str)
+            else self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations
         ]
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -85,7 +88,7 @@ class Policy:
     @torch.no_grad()
     def generate(
         self,
-        conversations: Sequence[Conversation],
+        conversations: Sequence[Conversation | str],
         max_new_tokens: int,
         temperature: float = 0.0,
         top_p: float = 1.0,
@@ -125,7 +128,9 @@ class Policy:
 
     @torch.no_grad()
     def next_token_probs(
-        self, conversations: Sequence[Conversation], options: dict[str, Sequence[str]],
+        self,
+        conversations: Sequence[Conversation],
+        options: dict[str, Sequence[str]],
         batch_size: int = 16,
     ) -> list[dict[str, float]]:
         """For each conversation, the probability mass the model puts on each option's tokens
@@ -140,6 +145,46 @@ class Policy:
             for row in probs:
                 out.append({label: float(row[ids].sum()) for label, ids in token_ids.items()})
         return out
+
+    @torch.no_grad()
+    def completion_logprobs(
+        self, prompts: Sequence[Conversation], completions: Sequence[str], batch_size: int = 8
+    ) -> list[tuple[float, int]]:
+        """(sum of log-probabilities, token count) of each completion as the reply to its prompt.
+        Prompt and completion are tokenized separately, so the split between them is exact."""
+        out: list[tuple[float, int]] = []
+        for start in range(0, len(prompts), batch_size):
+            pairs = [
+                (
+                    self._ids(
+                        self.tokenizer.apply_chat_template(
+                            p, tokenize=False, add_generation_prompt=True
+                        )
+                    ),
+                    self._ids(c),
+                )
+                for p, c in zip(
+                    prompts[start : start + batch_size],
+                    completions[start : start + batch_size],
+                    strict=True,
+                )
+            ]
+            width = max(len(p) + len(c) for p, c in pairs)
+            ids = torch.full((len(pairs), width), self.tokenizer.pad_token_id)
+            mask = torch.zeros((len(pairs), width), dtype=torch.long)
+            for b, (p, c) in enumerate(pairs):
+                ids[b, : len(p) + len(c)] = torch.tensor(p + c)
+                mask[b, : len(p) + len(c)] = 1
+            logits = self.model(input_ids=ids, attention_mask=mask).logits  # (batch, seq, vocab)
+            for b, (p, c) in enumerate(pairs):
+                # the token at position t is predicted by the logits at t - 1
+                rows = logits[b, len(p) - 1 : len(p) + len(c) - 1].float().log_softmax(-1)
+                picked = rows.gather(-1, torch.tensor(c).unsqueeze(-1))
+                out.append((float(picked.sum()), len(c)))
+        return out
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _first_tokens(self, words: Sequence[str]) -> list[int]:
         ids = {self.tokenizer.encode(w, add_special_tokens=False)[0] for w in words}

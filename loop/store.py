@@ -5,8 +5,8 @@
       state.json             summary for people and scripts (derived from the round records)
       base_eval/             the base model's held-out answers, computed once per run
       round_001/
-        prompts/  generated/  candidates/  survivors/  eval/     datasets (`datasets.load_from_disk`)
-        adapter/                                                 PEFT adapter
+        prompts/ generated/ candidates/ survivors/ eval/   datasets (`datasets.load_from_disk`)
+        adapter/                                           PEFT adapter
         stages/<stage>.json   a stage's completion record, written after its data
         metrics.json          counts, scores, eval figures, stage times
         round.json            the round's completion record, written last
@@ -17,11 +17,13 @@ and a stage or round counts as done only once its record exists.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,32 @@ class RunStore:
     def write_state(self, state: dict[str, Any]) -> None:
         write_json(self.root / STATE, {**state, "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """One writer at a time. A lock left by a dead process is taken over."""
+        path = self.root / LOCK
+        for _ in range(3):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pid, host = _holder(path)
+                if pid is not None and _alive(pid, host):
+                    raise RunStoreError(
+                        f"{self.root} is in use by process {pid} on {host}; "
+                        "wait for it or stop it with Ctrl-C"
+                    ) from None
+                path.unlink(missing_ok=True)  # stale: its process is gone, or it never wrote
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{os.getpid()} {socket.gethostname()}")
+            break
+        else:
+            raise RunStoreError(f"could not take the lock {path}: another process keeps taking it")
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+
     # ---- rounds --------------------------------------------------------------------------
 
     def round_dir(self, k: int) -> Path:
@@ -132,7 +160,8 @@ class RunStore:
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = folder.with_name(f".{folder.name}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        table.save_to_disk(str(tmp))
+        # an empty table needs one explicit shard, or `load_from_disk` cannot read it back
+        table.save_to_disk(str(tmp), num_shards=None if rows else 1)
         replace_dir(tmp, folder)
 
     def load_rows(self, folder: Path) -> list[dict[str, Any]]:
@@ -150,9 +179,34 @@ class RunStore:
         later = [k for k in self.rounds_on_disk() if k >= from_round]
         if not later:
             return None
-        dest = self.root / "aside" / time.strftime("%Y%m%d-%H%M%S")
-        dest.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dest = self.root / "aside" / stamp
+        n = 1
+        while dest.exists():  # two branches in one second each get their own folder
+            n += 1
+            dest = self.root / "aside" / f"{stamp}-{n}"
+        dest.mkdir(parents=True)
         for k in later:
             os.replace(self.round_dir(k), dest / self.round_dir(k).name)
         return dest
 
+
+def _holder(path: Path) -> tuple[int | None, str]:
+    """(pid, host) written in a lock file; pid None when the file is empty or garbled."""
+    try:
+        parts = path.read_text(encoding="utf-8").split()
+        return int(parts[0]), (parts[1] if len(parts) > 1 else socket.gethostname())
+    except (OSError, ValueError, IndexError):
+        return None, ""
+
+
+def _alive(pid: int, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # another machine's process: cannot check, so assume it is alive
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
 
 from loop.config import TrainConfig
 from loop.store import replace_dir
@@ -59,10 +59,14 @@ class _Watch(TrainerCallback):
 
 
 class Trainer:
-    def __init__(self, model_path: str, threads: int | None = None, trust_remote_code: bool = False):
+    def __init__(
+        self, model_path: str, threads: int | None = None, trust_remote_code: bool = False
+    ):
         if threads:
             torch.set_num_threads(threads)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            model_path, trust_remote_code=trust_remote_code
+        )
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.base = AutoModelForCausalLM.from_pretrained(
@@ -80,8 +84,11 @@ class Trainer:
         if start_adapter:
             return PeftModel.from_pretrained(self.base, start_adapter, is_trainable=True)
         lora = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), task_type="CAUSAL_LM",
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            task_type="CAUSAL_LM",
         )
         return get_peft_model(self.base, lora)
 
@@ -101,16 +108,20 @@ class Trainer:
                 report_to="none",
                 use_cpu=not torch.cuda.is_available(),
                 # a 135M model needs no activation checkpointing, and it turns the KV cache off
-                gradient_checkpointing=False,
+                activation_checkpointing=False,
                 seed=seed,
                 data_seed=seed,
                 disable_tqdm=True,
                 bf16=False,
             )
             trainer = SFTTrainer(
-                model=model, args=args, train_dataset=Dataset.from_list(rows),
-                processing_class=self.tokenizer, callbacks=[self._watch],
+                model=model,
+                args=args,
+                train_dataset=Dataset.from_list(rows),
+                processing_class=self.tokenizer,
+                callbacks=[self._watch],
             )
+            trainer.remove_callback(PrinterCallback)  # the driver shows progress; logs go to files
             return trainer.train()
 
     @staticmethod

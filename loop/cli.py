@@ -1,0 +1,279 @@
+"""`selfloop`: run, resume, inspect and show self-training runs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from loop.errors import RunStoreError, UserError
+
+log = logging.getLogger("selfloop")
+
+
+# ---- run and resume ---------------------------------------------------------------------
+
+
+def _round_line(m: dict[str, Any], target: str) -> str:
+    ev = m.get("eval", {})
+    base = ev.get("base", {}).get(target)
+    adapter = ev.get("adapter", {}).get(target)
+    figures = f"{target} base {base:.3f}" if base is not None else ""
+    if adapter is not None:
+        figures += f" -> adapter {adapter:.3f}"
+    total = sum(m.get("seconds", {}).values())
+    return (
+        f"round {m['round']} | {m['status']} | {m['survivors']}/{m['candidates']} survivors | "
+        f"{figures} | {total:.0f}s | {m['reason']}"
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loop.config import load_config
+    from loop.driver import default_run_dir, execute, load_inputs, prepare_new_run
+
+    overrides = {"run.rounds": args.rounds} if args.rounds else {}
+    cfg = load_config(args.config, overrides)
+    inputs = load_inputs(cfg)
+    run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
+    store = prepare_new_run(cfg, run_dir, args.overwrite)
+    log.info("run %s | %d rounds | policy %s", run_dir, cfg.run.rounds, cfg.model.policy)
+    execute(
+        store,
+        cfg,
+        inputs,
+        cfg.run.rounds,
+        not args.quiet,
+        lambda m: print(_round_line(m, cfg.eval.target), flush=True),
+    )
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from loop.driver import branch, execute, first_open_round, load_inputs, open_run
+
+    store, cfg = open_run(Path(args.run))
+    inputs = load_inputs(cfg)
+    rounds = args.rounds or cfg.run.rounds
+    if args.from_round is not None:
+        aside = branch(store, args.from_round)
+        if aside:
+            log.info("rounds from %d kept aside in %s", args.from_round, aside)
+    start = first_open_round(store)
+    if start > rounds:
+        print(f"{args.run}: all {rounds} rounds are complete; pass --rounds to add more")
+        return 0
+    log.info("resume %s | rounds %d..%d", args.run, start, rounds)
+    execute(
+        store,
+        cfg,
+        inputs,
+        rounds,
+        not args.quiet,
+        lambda m: print(_round_line(m, cfg.eval.target), flush=True),
+    )
+    return 0
+
+
+# ---- inspect and show -------------------------------------------------------------------
+
+
+def _rounds(store: Any, only: int | None) -> list[dict[str, Any]]:
+    ks = store.completed_rounds()
+    if only is not None:
+        if only not in ks:
+            raise RunStoreError(
+                f"{store.root} has no completed round {only} (completed: {ks or 'none'})"
+            )
+        ks = [only]
+    return [store.metrics(k) for k in ks]
+
+
+def _in_flight(store: Any) -> str | None:
+    done = set(store.completed_rounds())
+    open_rounds = [k for k in store.rounds_on_disk() if k not in done]
+    if not open_rounds:
+        return None
+    k = open_rounds[0]
+    stages = sorted(p.stem for p in (store.round_dir(k) / "stages").glob("*.json"))
+    return f"round {k} is incomplete (stages done: {', '.join(stages) or 'none'})"
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _table(rows: list[dict[str, Any]], target: str) -> str:
+    head = [
+        "round",
+        "status",
+        "cand",
+        "surv",
+        "rejected by",
+        "mean scores",
+        f"{target} base",
+        "adapter",
+        "quality base",
+        "adapter",
+        "gen s",
+        "crit s",
+        "train s",
+        "eval s",
+    ]
+    body = []
+    for m in rows:
+        ev, sec = m.get("eval", {}), m.get("seconds", {})
+        rejected = " ".join(f"{k}:{v}" for k, v in m["rejected_by"].items() if v)
+        scores = " ".join(f"{k}:{v:.2f}" for k, v in m["scores"].items())
+        body.append(
+            [
+                str(m["round"]),
+                m["status"],
+                str(m["candidates"]),
+                str(m["survivors"]),
+                rejected or "-",
+                scores,
+                _fmt(ev.get("base", {}).get(target)),
+                _fmt(ev.get("adapter", {}).get(target)),
+                _fmt(ev.get("base", {}).get("quality")),
+                _fmt(ev.get("adapter", {}).get("quality")),
+                *(f"{sec.get(s, 0):.0f}" for s in ("generate", "critique", "train", "evaluate")),
+            ]
+        )
+    widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from loop.driver import open_run
+
+    store, cfg = open_run(Path(args.run))
+    rows = _rounds(store, args.round)
+    if args.json:
+        print(
+            json.dumps(
+                {"run": str(store.root), "target": cfg.eval.target, "rounds": rows}, indent=2
+            )
+        )
+        return 0
+    print(f"run {store.root} | persona '{cfg.persona.name}' | target metric: {cfg.eval.target}")
+    print(_table(rows, cfg.eval.target) if rows else "no completed rounds yet")
+    for m in rows:
+        print(f"round {m['round']}: {m['status']}: {m['reason']}")
+    note = _in_flight(store)
+    if note:
+        print(note + f"; continue with `selfloop resume {store.root}`")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from loop.driver import open_run
+
+    store, cfg = open_run(Path(args.run))
+    folder = store.dataset(args.round, "candidates")
+    if not folder.is_dir():
+        raise RunStoreError(f"{store.root} has no critiqued candidates for round {args.round}")
+    rows = store.load_rows(folder)
+    if args.rejected:
+        rows = [r for r in rows if not r["survivor"]]
+        if args.critic:
+            rows = [r for r in rows if r["rejected_by"] == args.critic]
+    else:
+        rows = [r for r in rows if r["survivor"]]
+    rows.sort(key=lambda r: -r["combined_score"])
+    critics = [name for name in cfg.critics if f"{name}_score" in (rows[0] if rows else {})]
+    kind = "rejected" if args.rejected else "survivors"
+    print(
+        f"round {args.round} | {len(rows)} {kind}" + (f" (by {args.critic})" if args.critic else "")
+    )
+    for r in rows[: args.limit]:
+        verdict = f"rejected by {r['rejected_by']}" if r["rejected_by"] else "survivor"
+        print(f"\n[{r['id']}] {verdict} | combined {r['combined_score']:.3f} | {r['source']}")
+        print(textwrap.indent(textwrap.fill("Q: " + r["instruction"], 100), "  "))
+        print(textwrap.indent(textwrap.fill("A: " + r["response"], 100), "  "))
+        for name in critics:
+            mark = "pass" if r[f"{name}_pass"] else "FAIL"
+            print(f"    {name:<10} {r[f'{name}_score']:.3f} {mark}  {r[f'{name}_reason']}")
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selfloop", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start a new run")
+    run.add_argument("config", nargs="?", default="config.toml")
+    run.add_argument("--rounds", type=int, help="number of rounds (default: run.rounds)")
+    run.add_argument("--run-dir", help="run folder (default: run.runs_dir/run.name)")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a run, or branch it from an earlier round")
+    resume.add_argument("run")
+    resume.add_argument(
+        "--from-round", type=int, help="restart from round K; later rounds go aside"
+    )
+    resume.add_argument("--rounds", type=int, help="total rounds to reach (default: the config's)")
+    resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    resume.set_defaults(func=cmd_resume)
+
+    inspect = sub.add_parser("inspect", help="a table of a run's rounds")
+    inspect.add_argument("run")
+    inspect.add_argument("--round", type=int)
+    inspect.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    inspect.set_defaults(func=cmd_inspect)
+
+    show = sub.add_parser("show", help="a round's examples with their scores and reasons")
+    show.add_argument("run")
+    show.add_argument("--round", type=int, required=True)
+    show.add_argument("--rejected", action="store_true", help="show rejected candidates")
+    show.add_argument("--critic", help="with --rejected: only those this critic rejected")
+    show.add_argument("--limit", type=int, default=10)
+    show.set_defaults(func=cmd_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in (
+        "transformers",
+        "datasets",
+        "httpx",
+        "filelock",
+        "urllib3",
+        "ray",
+        "faiss",
+        "absl",
+    ):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+        return args.func(args)
+    except UserError as err:
+        print(f"selfloop: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("selfloop: interrupted; every finished stage is saved", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""The driver: validates everything, starts Ray and the actors, and runs rounds until done.
+
+Validation happens before anything is written: a bad config, seed file, held-out file or model
+reference stops the run with a message and leaves the run folder untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generators.pool import Prompt, check_split, load_prompts
+from loop.config import Config, JudgeCriticConfig, dump_config, load_config
+from loop.errors import RunStoreError
+from loop.models import resolve_model
+from loop.stop import Stopper, StopRequested
+from loop.store import RunStore
+
+log = logging.getLogger("selfloop")
+
+RoundCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a run reads besides its config, loaded and checked up front."""
+
+    seeds: list[Prompt]
+    heldout: list[Prompt]
+
+
+def load_inputs(cfg: Config) -> Inputs:
+    seeds = load_prompts(cfg.generate.seed_file, "seed", "generate.seed_file")
+    heldout = load_prompts(cfg.eval.heldout_file, "heldout", "eval.heldout_file")
+    check_split(seeds, heldout)
+    return Inputs(seeds, heldout)
+
+
+def resolve_paths(cfg: Config) -> Any:
+    from loop.actors import ModelPaths
+
+    judges = {
+        c.judge: resolve_model(c.judge, f"critics.{name}.judge")
+        for name, c in cfg.enabled_critics().items()
+        if isinstance(c, JudgeCriticConfig) and c.judge != "policy"
+    }
+    return ModelPaths(
+        policy=resolve_model(cfg.model.policy, "model.policy"),
+        embedder=resolve_model(cfg.model.embedder, "model.embedder"),
+        judges=judges,
+    )
+
+
+def default_run_dir(cfg: Config) -> Path:
+    return Path(cfg.run.runs_dir) / cfg.run.name
+
+
+def prepare_new_run(cfg: Config, run_dir: Path, overwrite: bool) -> RunStore:
+    """Create the run folder with the frozen config, refusing to clobber a different run."""
+    store = RunStore(run_dir)
+    if store.exists():
+        if not overwrite:
+            same = store.frozen_config() == dump_config(cfg)
+            hint = (
+                f"continue it with `selfloop resume {run_dir}`"
+                if same
+                else "its config differs from this one"
+            )
+            raise RunStoreError(
+                f"{run_dir} already holds a run ({hint}); pass --overwrite to replace it, "
+                "or choose another --run-dir"
+            )
+        with store.lock():
+            pass  # refuse to delete a run that another process is writing
+        shutil.rmtree(run_dir)
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise RunStoreError(f"{run_dir} exists and is not a run folder; choose another --run-dir")
+    store.create(dump_config(cfg))
+    return store
+
+
+def open_run(run_dir: Path) -> tuple[RunStore, Config]:
+    store = RunStore(run_dir).require()
+    return store, load_config(store.config_path)
+
+
+def branch(store: RunStore, from_round: int) -> Path | None:
+    """Set rounds >= from_round aside so that the run continues from round from_round."""
+    last = max(store.rounds_on_disk(), default=0)
+    if not 1 <= from_round <= last + 1:
+        raise RunStoreError(
+            f"--from-round {from_round} is out of range: {store.root} has rounds 1..{last}, "
+            f"so it can restart from 1 to {last + 1}"
+        )
+    return store.move_aside(from_round)
+
+
+def first_open_round(store: RunStore) -> int:
+    done = set(store.completed_rounds())
+    k = 1
+    while k in done:
+        k += 1
+    return k
+
+
+def execute(
+    store: RunStore,
+    cfg: Config,
+    inputs: Inputs,
+    rounds: int,
+    progress: bool = True,
+    on_round: RoundCallback | None = None,
+    address: str | None = None,
+) -> list[dict[str, Any]]:
+    """Run rounds first_open_round..rounds. Stops cleanly at a safe point on Ctrl-C / SIGTERM."""
+    import ray
+
+    from loop.actors import launch
+    from loop.round import RoundRunner
+
+    paths = resolve_paths(cfg)
+    stopper = Stopper().install()
+    done: list[dict[str, Any]] = []
+    try:
+        with store.lock():
+            _start_ray(address)
+            actors = launch(cfg, paths)
+            runner = RoundRunner(
+                cfg, store, actors, inputs.seeds, inputs.heldout, stopper, progress
+            )
+            for k in range(first_open_round(store), rounds + 1):
+                metrics = runner.run(k)
+                done.append(metrics)
+                store.write_state(_state(store, rounds))
+                if on_round:
+                    on_round(metrics)
+    except StopRequested:
+        log.warning("stopped at a safe point; continue with `selfloop resume %s`", store.root)
+    finally:
+        stopper.restore()
+        if ray.is_initialized():
+            ray.shutdown()
+    return done
+
+
+def _start_ray(address: str | None) -> None:
+    import ray
+
+    env = {
+        "TOKENIZERS_PARALLELISM": "false",
+        "TRANSFORMERS_VERBOSITY": "error",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONWARNINGS": "ignore",
+    }
+    for key in ("HF_HUB_OFFLINE", "SELFLOOP_CACHE", "HF_HOME"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": os.cpu_count()}
+    ray.init(
+        **kwargs,
+        include_dashboard=False,
+        logging_level=logging.WARNING,
+        runtime_env={"env_vars": env, "worker_process_setup_hook": "loop.actors.quiet_worker"},
+        log_to_driver=True,
+    )
+
+
+def _state(store: RunStore, target: int) -> dict[str, Any]:
+    rounds = [store.round_record(k) for k in store.completed_rounds()]
+    accepted = [r["round"] for r in rounds if r["status"] == "accepted"]
+    return {
+        "target_rounds": target,
+        "completed": [r["round"] for r in rounds],
+        "accepted": accepted,
+        "policy_adapter": f"round_{accepted[-1]:03d}/adapter" if accepted else None,
+    }

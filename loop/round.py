@@ -1,0 +1,503 @@
+"""One round of the loop: prompts, generate, critique, train, evaluate, commit.
+
+Each stage writes its data into the round folder and then its completion record; a stage whose
+record exists is not run again, so a resumed round redoes at most the stage that was in flight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from tqdm.auto import tqdm
+
+from critics.base import Candidate, Verdict
+from critics.select import combined_scores, decide, funnel, ranking
+from generators.pool import Prompt, normalise
+from generators.self_instruct import requests, screen
+from loop.actors import Actors
+from loop.config import Config, DedupCriticConfig
+from loop.evaluate import marker_pattern, persona_score, summarize
+from loop.stop import Stopper
+from loop.store import RunStore, write_json
+
+log = logging.getLogger("selfloop")
+
+STAGES = ("prompts", "generate", "critique", "train", "evaluate")
+
+
+def derive_seed(*parts: object) -> int:
+    """A seed from the run seed, the round and the piece of work, never from call order."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class RoundRunner:
+    def __init__(
+        self,
+        cfg: Config,
+        store: RunStore,
+        actors: Actors,
+        seeds: list[Prompt],
+        heldout: list[Prompt],
+        stopper: Stopper,
+        progress: bool = True,
+    ) -> None:
+        self.cfg, self.store, self.actors = cfg, store, actors
+        self.seeds, self.heldout = seeds, heldout[: cfg.eval.max_prompts]
+        self.stopper, self.progress = stopper, progress
+        self.markers = marker_pattern(cfg.persona.markers)
+
+    # ---- the recipe ----------------------------------------------------------------------
+
+    def run(self, k: int) -> dict[str, Any]:
+        """Run (or finish) round k and return its metrics."""
+        # The policy that generates and judges is the last accepted round's.
+        adapter = self.accepted_adapter(before=k)
+        self.actors.set_policy_adapter(adapter)
+        records: dict[str, dict[str, Any]] = {}
+
+        # Prompts: a sample of the pool plus instructions the model writes itself.
+        records["prompts"] = self._stage(k, "prompts", lambda: self._prompts(k))
+        # Candidates: several sampled responses per prompt, with the persona's system prompt.
+        records["generate"] = self._stage(k, "generate", lambda: self._generate(k))
+        # Critique: every critic scores every candidate; thresholds, dedup and budget select.
+        records["critique"] = self._stage(k, "critique", lambda: self._critique(k))
+        # Train on the survivors without the system prompt, so the voice moves into the weights.
+        records["train"] = self._stage(k, "train", lambda: self._train(k, adapter))
+        # Evaluate the new adapter against the base on prompts it never trained on.
+        records["evaluate"] = self._stage(
+            k, "evaluate", lambda: self._evaluate(k, records["train"])
+        )
+        # Commit: the gate decides whether the next round builds on this adapter.
+        return self._commit(k, adapter, records)
+
+    def _stage(self, k: int, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        done = self.store.stage_record(k, name)
+        if done is not None:
+            log.info("round %d | %s | done earlier, reused", k, name)
+            return done
+        self.stopper.check()
+        started = time.perf_counter()
+        record = work()
+        record["seconds"] = round(time.perf_counter() - started, 2)
+        self.store.write_stage_record(k, name, record)
+        log.info(
+            "round %d | %s | %s | %.1fs", k, name, record.get("summary", ""), record["seconds"]
+        )
+        return record
+
+    # ---- history -------------------------------------------------------------------------
+
+    def accepted_rounds(self, before: int) -> list[int]:
+        return [
+            j
+            for j in self.store.completed_rounds()
+            if j < before and self.store.round_record(j)["status"] == "accepted"
+        ]
+
+    def accepted_adapter(self, before: int) -> str | None:
+        accepted = self.accepted_rounds(before)
+        return str(self.store.round_dir(accepted[-1]) / "adapter") if accepted else None
+
+    def _earlier_survivors(self, before: int) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for j in self.accepted_rounds(before):
+            rows += self.store.load_rows(self.store.dataset(j, "survivors"))
+        return rows
+
+    # ---- stages --------------------------------------------------------------------------
+
+    def _fan_out(
+        self, pool: list[Any], work: Sequence[Any], call: Callable[[Any, Any, int], Any], desc: str
+    ) -> list[Any]:
+        """Hand pieces of work to actors round-robin; results come back in work order."""
+        futures = [call(pool[i % len(pool)], piece, i) for i, piece in enumerate(work)]
+        index = {f: i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        pending = list(futures)
+        with tqdm(
+            total=len(futures), desc=desc, unit="batch", disable=not self.progress, leave=False
+        ) as bar:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1)
+                results[index[ready[0]]] = ray.get(ready[0])
+                bar.update(1)
+        return results
+
+    def _prompts(self, k: int) -> dict[str, Any]:
+        g = self.cfg.generate
+        rng = random.Random(derive_seed(self.cfg.run.seed, k, "prompts"))
+        pool = self.seeds + [
+            Prompt(r["prompt_id"], r["instruction"], "self-instruct")
+            for r in self._earlier_survivors(k)
+            if r["source"] == "self-instruct"
+        ]
+        pool = list({normalise(p.instruction): p for p in pool}.values())
+        sampled = rng.sample(pool, min(g.prompts_per_round, len(pool)))
+
+        reqs = requests(pool, g.new_instructions, g.shots, rng, k)
+        texts = self._fan_out(
+            self.actors.generators,
+            chunks(reqs, g.batch_size),
+            lambda actor, piece, i: actor.write_instructions.remote(
+                piece,
+                g.instruction_max_tokens,
+                g.temperature,
+                g.top_p,
+                derive_seed(self.cfg.run.seed, k, "instructions", i),
+                g.batch_size,
+            ),
+            f"round {k} instructions",
+        )
+        texts = [t for batch in texts for t in batch]
+        outcomes = [screen(r.id, t, pool, self.heldout) for r, t in zip(reqs, texts, strict=True)]
+        seen = {normalise(p.instruction) for p in sampled}
+        new = []
+        for o in outcomes:
+            if o.prompt is not None and normalise(o.prompt.instruction) not in seen:
+                seen.add(normalise(o.prompt.instruction))
+                new.append(o.prompt)
+        dropped = Counter(o.reason.split(" (")[0] for o in outcomes if o.prompt is None)
+
+        prompts = sampled + new
+        self.store.save_rows(self.store.dataset(k, "prompts"), [asdict(p) for p in prompts])
+        return {
+            "sampled": len(sampled),
+            "requested": len(reqs),
+            "new": len(new),
+            "dropped": dict(dropped),
+            "pool": len(pool),
+            "summary": f"{len(sampled)} from the pool + {len(new)}/{len(reqs)} self-written",
+        }
+
+    def _generate(self, k: int) -> dict[str, Any]:
+        g = self.cfg.generate
+        prompts = [Prompt(**r) for r in self.store.load_rows(self.store.dataset(k, "prompts"))]
+        per_chunk = max(1, g.batch_size // g.responses_per_prompt)
+        started = time.perf_counter()
+        parts = self._fan_out(
+            self.actors.generators,
+            chunks(prompts, per_chunk),
+            lambda actor, piece, i: actor.respond.remote(
+                piece,
+                self.cfg.persona.system_prompt,
+                g.responses_per_prompt,
+                g.max_new_tokens,
+                g.temperature,
+                g.top_p,
+                derive_seed(self.cfg.run.seed, k, "generate", i),
+                g.batch_size,
+                k,
+                g.trim_truncated,
+            ),
+            f"round {k} generate",
+        )
+        candidates = [c for part in parts for c in part]
+        seconds = time.perf_counter() - started
+        tokens = sum(c.tokens for c in candidates)
+        self.store.save_rows(self.store.dataset(k, "generated"), [asdict(c) for c in candidates])
+        return {
+            "candidates": len(candidates),
+            "tokens": tokens,
+            "tokens_per_second": round(tokens / max(seconds, 1e-9), 1),
+            "truncated": sum(not c.finished for c in candidates),
+            "trimmed": sum(c.trimmed for c in candidates),
+            "summary": f"{len(candidates)} candidates | {tokens / max(seconds, 1e-9):.0f} tokens/s",
+        }
+
+    def _critique(self, k: int) -> dict[str, Any]:
+        rows = self.store.load_rows(self.store.dataset(k, "generated"))
+        candidates = [Candidate(**r) for r in rows]
+        critics = self.cfg.enabled_critics()
+
+        # Per-candidate critics score shards in parallel, one shard per critic actor.
+        size = max(1, -(-len(candidates) // len(self.actors.critics)))
+        parts = self._fan_out(
+            self.actors.critics,
+            chunks(candidates, size),
+            lambda actor, piece, i: actor.score.remote(piece),
+            f"round {k} critique",
+        )
+        verdicts: dict[str, list[Verdict]] = {}
+        for part in parts:
+            for name, vs in part.items():
+                verdicts.setdefault(name, []).extend(vs)
+
+        # Near-duplicates are judged best first, against this round and earlier survivors.
+        weights = {name: c.weight for name, c in critics.items()}
+        combined = combined_scores(verdicts, weights, len(candidates))
+        eligible = [all(v[i].passed for v in verdicts.values()) for i in range(len(candidates))]
+        history = self._earlier_survivors(k)
+        hist_vecs = np.asarray([r["embedding"] for r in history], dtype=np.float32)
+        hist_vecs = hist_vecs if history else np.zeros((0, 0), dtype=np.float32)
+        dedup, vectors = ray.get(
+            self.actors.critics[0].dedup.remote(
+                candidates, ranking(combined), eligible, hist_vecs, [r["id"] for r in history]
+            )
+        )
+        dedup_name = next((n for n, c in critics.items() if isinstance(c, DedupCriticConfig)), None)
+        if dedup_name is not None:
+            verdicts[dedup_name] = dedup
+        ordered = {name: verdicts[name] for name in critics if name in verdicts}
+
+        decisions = decide(ordered, combined, self.cfg.select.budget)
+        return self._save_critique(k, candidates, ordered, decisions, vectors)
+
+    def _save_critique(self, k, candidates, verdicts, decisions, vectors) -> dict[str, Any]:
+        table, survivors = [], []
+        for i, (c, d) in enumerate(zip(candidates, decisions, strict=True)):
+            row = asdict(c)
+            for name, vs in verdicts.items():
+                row |= {
+                    f"{name}_score": vs[i].score,
+                    f"{name}_pass": vs[i].passed,
+                    f"{name}_reason": vs[i].reason,
+                }
+            row |= {
+                "combined_score": d.combined,
+                "survivor": d.survivor,
+                "rejected_by": d.rejected_by,
+            }
+            table.append(row)
+            if d.survivor:
+                survivors.append(
+                    {
+                        "id": c.id,
+                        "prompt_id": c.prompt_id,
+                        "source": c.source,
+                        "instruction": c.instruction,
+                        "response": c.response,
+                        "prompt": [{"role": "user", "content": c.instruction}],
+                        "completion": [{"role": "assistant", "content": c.response}],
+                        "combined_score": d.combined,
+                        "embedding": vectors[i].tolist(),
+                    }
+                )
+        self.store.save_rows(self.store.dataset(k, "candidates"), table)
+        self.store.save_rows(
+            self.store.dataset(k, "survivors"),
+            survivors,
+            columns=(
+                "id",
+                "prompt_id",
+                "source",
+                "instruction",
+                "response",
+                "prompt",
+                "completion",
+                "combined_score",
+                "embedding",
+            ),
+        )
+        steps = funnel(decisions, list(verdicts))
+        scores = {
+            name: float(np.mean([v.score for v in vs])) if vs else 0.0
+            for name, vs in verdicts.items()
+        }
+        keep = steps["survivors"] / max(len(candidates), 1)
+        for name, removed in steps.items():
+            if (
+                name not in ("generated", "survivors")
+                and len(candidates)
+                and removed >= 0.9 * len(candidates)
+            ):
+                log.warning(
+                    "round %d | critique | '%s' removed %d of %d candidates",
+                    k,
+                    name,
+                    removed,
+                    len(candidates),
+                )
+        return {
+            "funnel": steps,
+            "scores": scores,
+            "survivors": steps["survivors"],
+            "keep_rate": keep,
+            "summary": f"{steps['survivors']}/{len(candidates)} survive ({keep:.0%}) | "
+            + " ".join(
+                f"{n}:-{v}" for n, v in steps.items() if n not in ("generated", "survivors")
+            ),
+        }
+
+    def _train(self, k: int, start_adapter: str | None) -> dict[str, Any]:
+        survivors = self.store.load_rows(self.store.dataset(k, "survivors"))
+        if not survivors:
+            return {"trained": False, "summary": "skipped: no survivors"}
+        trainer = self.actors.trainer
+        future = trainer.train.remote(
+            survivors,
+            self.cfg.train,
+            str(self.store.round_dir(k) / "adapter"),
+            start_adapter,
+            derive_seed(self.cfg.run.seed, k, "train"),
+        )
+        with tqdm(
+            desc=f"round {k} train", unit="step", disable=not self.progress, leave=False
+        ) as bar:
+            while not ray.wait([future], timeout=1.0)[0]:
+                step, total = ray.get(trainer.progress.remote())
+                bar.total = total or None
+                bar.n = step
+                bar.refresh()
+        result = ray.get(future)
+        return {
+            "trained": True,
+            **asdict(result),
+            "adapter": None if result.adapter is None else "adapter",
+            "examples_per_second": round(result.examples / max(result.seconds, 1e-9), 2),
+            "summary": f"{result.examples} examples | {result.steps} steps | loss {result.loss:.3f}"
+            + (" | DIVERGED" if result.diverged else ""),
+        }
+
+    # ---- evaluation ----------------------------------------------------------------------
+
+    def _answer_rows(self, arm: str, adapter: str | None, desc: str) -> list[dict[str, Any]]:
+        e = self.cfg.eval
+        gens = self.actors.generators
+        ray.get([a.set_adapter.remote(adapter) for a in gens])
+        size = max(1, -(-len(self.heldout) // len(gens)))
+        parts = self._fan_out(
+            gens,
+            chunks(self.heldout, size),
+            lambda actor, piece, i: actor.answer.remote(
+                piece, e.max_new_tokens, self.cfg.generate.batch_size
+            ),
+            desc,
+        )
+        answers = [a for part in parts for a in part]
+        quality = ray.get(
+            self.actors.critics[0].rate.remote(
+                e.quality_question,
+                [(p.instruction, a.text) for p, a in zip(self.heldout, answers, strict=True)],
+                None,
+            )
+        )
+        rows = []
+        for p, a, q in zip(self.heldout, answers, quality, strict=True):
+            ps = persona_score(a.text, self.markers)
+            rows.append(
+                {
+                    "id": p.id,
+                    "instruction": p.instruction,
+                    "arm": arm,
+                    "response": a.text,
+                    "tokens": a.tokens,
+                    "finished": a.finished,
+                    **asdict(ps),
+                    "quality": q,
+                }
+            )
+        return rows
+
+    def base_rows(self) -> list[dict[str, Any]]:
+        """The base model's held-out answers: the same every round, so computed once per run."""
+        folder = self.store.root / "base_eval"
+        if not (self.store.root / "base_eval.json").is_file():
+            rows = self._answer_rows("base", None, "base eval")
+            self.store.save_rows(folder, rows)
+            write_json(self.store.root / "base_eval.json", summarize(rows))
+        return self.store.load_rows(folder)
+
+    def _evaluate(self, k: int, train: dict[str, Any]) -> dict[str, Any]:
+        base = self.base_rows()
+        if not train.get("trained") or train.get("adapter") is None:
+            return {
+                "evaluated": False,
+                "eval": {"base": summarize(base)},
+                "summary": "skipped: no new adapter",
+            }
+        rows = self._answer_rows(
+            "adapter", str(self.store.round_dir(k) / "adapter"), f"round {k} eval"
+        )
+        self.store.save_rows(self.store.dataset(k, "eval"), base + rows)
+        figures = {"base": summarize(base), "adapter": summarize(rows)}
+        t = self.cfg.eval.target
+        return {
+            "evaluated": True,
+            "eval": figures,
+            "summary": f"{t} base {figures['base'][t]:.3f} -> adapter {figures['adapter'][t]:.3f}",
+        }
+
+    # ---- commit --------------------------------------------------------------------------
+
+    def best_target(self, before: int) -> float:
+        t = self.cfg.eval.target
+        best = summarize(self.base_rows())[t]
+        for j in self.accepted_rounds(before):
+            best = max(best, self.store.metrics(j)["eval"]["adapter"][t])
+        return best
+
+    def _gate(self, k: int, records: dict[str, dict[str, Any]]) -> tuple[str, str]:
+        train, ev = records["train"], records["evaluate"]
+        if not train.get("trained"):
+            return (
+                "skipped",
+                "no survivors: every candidate was rejected; the previous adapter stays",
+            )
+        if train.get("diverged"):
+            return "rejected", "training loss was not finite; the previous adapter stays"
+        t, tol = self.cfg.eval.target, self.cfg.gate.tolerance
+        value, best = ev["eval"]["adapter"][t], self.best_target(k)
+        if value < best - tol:
+            return (
+                "rejected",
+                f"{t} {value:.3f} is below the best so far {best:.3f} (tolerance {tol})",
+            )
+        return "accepted", f"{t} {value:.3f} against the best so far {best:.3f}"
+
+    def _commit(
+        self, k: int, adapter: str | None, records: dict[str, dict[str, Any]]
+    ) -> dict[str, Any]:
+        self.stopper.check()
+        status, reason = self._gate(k, records)
+        crit = records["critique"]
+        metrics = {
+            "round": k,
+            "status": status,
+            "reason": reason,
+            "started_from": None
+            if adapter is None
+            else str(Path(adapter).relative_to(self.store.root)),
+            "adapter": f"round_{k:03d}/adapter" if records["train"].get("adapter") else None,
+            "candidates": crit["funnel"]["generated"],
+            "survivors": crit["survivors"],
+            "keep_rate": crit["keep_rate"],
+            "funnel": crit["funnel"],
+            "rejected_by": {
+                n: v for n, v in crit["funnel"].items() if n not in ("generated", "survivors")
+            },
+            "scores": crit["scores"],
+            "prompts": {
+                x: records["prompts"][x] for x in ("sampled", "new", "requested", "dropped")
+            },
+            "generate": {
+                x: records["generate"][x]
+                for x in ("candidates", "tokens", "tokens_per_second", "truncated", "trimmed")
+            },
+            "train": {
+                x: records["train"].get(x)
+                for x in ("examples", "steps", "loss", "diverged", "examples_per_second")
+            },
+            "eval": records["evaluate"]["eval"],
+            "seconds": {s: records[s]["seconds"] for s in STAGES},
+        }
+        self.store.commit_round(
+            k,
+            metrics,
+            {"round": k, "status": status, "completed": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        )
+        return metrics

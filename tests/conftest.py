@@ -1,0 +1,78 @@
+"""Shared fixtures: the repo's data files, a tiny random Llama and the real MiniLM embedder.
+
+The tiny model uses the default policy's tokenizer and chat template, so prompts are encoded as in
+a real run, but it has 2 layers of width 32 and loads in well under a second.
+"""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from loop.models import MINILM, SMOLLM2, resolve_model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    # CI clones the repo next to a copy of shared/, so the data lives one level above the repo.
+    return REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def seeds_file() -> Path:
+    return REPO / "generators" / "data" / "seeds.jsonl"
+
+
+@pytest.fixture(scope="session")
+def heldout_file() -> Path:
+    return REPO / "generators" / "data" / "heldout.jsonl"
+
+
+@pytest.fixture(scope="session")
+def default_model_dir() -> str:
+    return resolve_model(SMOLLM2)
+
+
+@pytest.fixture(scope="session")
+def embedder_dir() -> str:
+    return resolve_model(MINILM)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, default_model_dir: str) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # The default model's generation config carries its end-of-turn id, which Policy stops on.
+    model.generation_config = GenerationConfig.from_pretrained(default_model_dir)
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder

@@ -1,0 +1,194 @@
+"""The CLI on a run folder written by hand: inspect, show, and every bad-input path (exit 2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loop.cli import main
+from loop.config import dump_config, load_config
+from loop.store import RunStore
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _metrics(k: int, status: str) -> dict:
+    return {
+        "round": k,
+        "status": status,
+        "reason": "test",
+        "candidates": 4,
+        "survivors": 1,
+        "keep_rate": 0.25,
+        "rejected_by": {"rules": 2, "quality": 1, "budget": 0},
+        "funnel": {"generated": 4, "rules": 2, "quality": 1, "budget": 0, "survivors": 1},
+        "scores": {"rules": 0.5, "quality": 0.4},
+        "eval": {
+            "base": {"persona": 0.1, "quality": 0.3},
+            "adapter": {"persona": 0.2 * k, "quality": 0.35},
+        },
+        "seconds": {"prompts": 1, "generate": 2, "critique": 3, "train": 4, "evaluate": 5},
+    }
+
+
+def _candidate(cid: str, survivor: bool, rejected_by: str) -> dict:
+    return {
+        "id": cid,
+        "prompt_id": "p",
+        "source": "seed",
+        "instruction": "Say hi.",
+        "response": f"Ahoy from {cid}!",
+        "tokens": 5,
+        "finished": True,
+        "trimmed": False,
+        "rules_score": 1.0,
+        "rules_pass": rejected_by != "rules",
+        "rules_reason": "r",
+        "quality_score": 0.5,
+        "quality_pass": rejected_by != "quality",
+        "quality_reason": "q",
+        "combined_score": 0.5,
+        "survivor": survivor,
+        "rejected_by": rejected_by,
+    }
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    store = RunStore(tmp_path / "run")
+    store.create(dump_config(load_config(REPO / "config.toml")))
+    for k in (1, 2):
+        store.save_rows(
+            store.dataset(k, "candidates"),
+            [
+                _candidate(f"r{k}:a", True, ""),
+                _candidate(f"r{k}:b", False, "rules"),
+                _candidate(f"r{k}:c", False, "quality"),
+            ],
+        )
+        store.commit_round(k, _metrics(k, "accepted" if k == 1 else "rejected"), {"round": k})
+    (store.round_dir(3) / "stages").mkdir(parents=True)
+    store.write_stage_record(3, "prompts", {"seconds": 1})
+    return store.root
+
+
+def test_inspect_table_lists_every_round(run_dir: Path, capsys) -> None:
+    assert main(["inspect", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "accepted" in out and "rejected" in out
+    assert "0.400" in out  # round 2's adapter persona figure
+    assert "round 3 is incomplete (stages done: prompts)" in out
+
+
+def test_inspect_json_has_the_documented_keys(run_dir: Path, capsys) -> None:
+    assert main(["inspect", str(run_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["run"] == str(run_dir)
+    assert [r["round"] for r in data["rounds"]] == [1, 2]
+    first = data["rounds"][0]
+    for key in (
+        "round",
+        "status",
+        "candidates",
+        "survivors",
+        "rejected_by",
+        "scores",
+        "eval",
+        "seconds",
+    ):
+        assert key in first
+    assert set(first["eval"]) == {"base", "adapter"}
+    assert {"generate", "critique", "train", "evaluate"} <= set(first["seconds"])
+
+
+def test_inspect_one_round(run_dir: Path, capsys) -> None:
+    assert main(["inspect", str(run_dir), "--round", "2", "--json"]) == 0
+    assert [r["round"] for r in json.loads(capsys.readouterr().out)["rounds"]] == [2]
+
+
+def test_show_survivors_and_rejected_by_critic(run_dir: Path, capsys) -> None:
+    assert main(["show", str(run_dir), "--round", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "[r1:a] survivor" in out and "r1:b" not in out
+
+    assert main(["show", str(run_dir), "--round", "1", "--rejected", "--critic", "quality"]) == 0
+    out = capsys.readouterr().out
+    assert "[r1:c] rejected by quality" in out and "r1:b" not in out
+    assert "quality    0.500 FAIL  q" in out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["inspect", "{missing}"], "no run at"),
+        (["show", "{missing}", "--round", "1"], "no run at"),
+        (["resume", "{missing}"], "no run at"),
+        (["inspect", "{run}", "--round", "7"], "has no completed round 7"),
+        (["show", "{run}", "--round", "7"], "no critiqued candidates for round 7"),
+        (["resume", "{run}", "--from-round", "9"], "--from-round 9 is out of range"),
+        (["resume", "{run}", "--from-round", "0"], "--from-round 0 is out of range"),
+    ],
+)
+def test_bad_run_requests_exit_2(run_dir: Path, tmp_path: Path, capsys, argv, message) -> None:
+    argv = [a.format(run=run_dir, missing=tmp_path / "nope") for a in argv]
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert not (tmp_path / "nope").exists()
+
+
+def test_run_refuses_an_existing_run_folder(run_dir: Path, capsys) -> None:
+    before = (run_dir / "config.toml").read_text()
+    assert main(["run", str(REPO / "config.toml"), "--run-dir", str(run_dir)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run_dir / "config.toml").read_text() == before
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda t: t.replace("[generate]", "[generate]\nprompts_per_rnd = 3"),
+            "did you mean 'prompts_per_round'",
+        ),
+        (lambda t: t.replace("rounds = 3", 'rounds = "three"'), "run.rounds"),
+        (lambda t: t.replace("[run]", "[run"), "malformed TOML"),
+        (
+            lambda t: t.replace(
+                'seed_file = "generators/data/seeds.jsonl"', 'seed_file = "nowhere.jsonl"'
+            ),
+            "generate.seed_file",
+        ),
+    ],
+)
+def test_run_with_bad_config_writes_nothing(tmp_path: Path, capsys, edit, message) -> None:
+    edited = edit((REPO / "config.toml").read_text())
+    assert edited != (REPO / "config.toml").read_text()
+    config = tmp_path / "config.toml"
+    config.write_text(edited.replace('"generators/data/', f'"{REPO}/generators/data/'))
+    assert main(["run", str(config), "--run-dir", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_with_missing_config_file(tmp_path: Path, capsys) -> None:
+    assert main(["run", str(tmp_path / "absent.toml")]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_run_with_empty_seed_file(tmp_path: Path, capsys) -> None:
+    (tmp_path / "seeds.jsonl").write_text("\n")
+    text = (REPO / "config.toml").read_text()
+    text = text.replace(
+        'seed_file = "generators/data/seeds.jsonl"', f'seed_file = "{tmp_path / "seeds.jsonl"}"'
+    )
+    text = text.replace(
+        '"generators/data/heldout.jsonl"', f'"{REPO}/generators/data/heldout.jsonl"'
+    )
+    (tmp_path / "config.toml").write_text(text)
+    assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
+    assert "holds no instructions" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

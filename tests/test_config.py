@@ -1,0 +1,306 @@
+"""load_config: the repo's config loads and resolves; every bad input is a ConfigError naming the
+key and, where it can, the fix."""
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomli_w
+import tomllib
+
+from loop.config import (
+    CRITIC_KINDS,
+    ContrastCriticConfig,
+    JudgeCriticConfig,
+    RulesCriticConfig,
+    dump_config,
+    load_config,
+)
+from loop.errors import ConfigError
+from loop.models import resolve_model
+
+
+@pytest.fixture(scope="module")
+def base_data(repo_root: Path, seeds_file: Path, heldout_file: Path) -> dict[str, Any]:
+    """The repo's config.toml as data, its data files named by absolute path."""
+    data = tomllib.loads((repo_root / "config.toml").read_text(encoding="utf-8"))
+    data["generate"]["seed_file"] = str(seeds_file)
+    data["eval"]["heldout_file"] = str(heldout_file)
+    return data
+
+
+@pytest.fixture
+def write_config(tmp_path: Path, base_data: dict[str, Any]) -> Callable[..., Path]:
+    def write(edit: Callable[[dict[str, Any]], Any] | None = None) -> Path:
+        data = copy.deepcopy(base_data)
+        if edit is not None:
+            edit(data)
+        path = tmp_path / "config.toml"
+        path.write_text(tomli_w.dumps(data), encoding="utf-8")
+        return path
+
+    return write
+
+
+def config_error(path: Path) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return str(info.value)
+
+
+# ---- the repo's own config ---------------------------------------------------------------------
+
+
+def test_repo_config_loads_with_absolute_existing_paths(repo_root: Path) -> None:
+    cfg = load_config(repo_root / "config.toml")
+
+    for file in (cfg.generate.seed_file, cfg.eval.heldout_file):
+        assert Path(file).is_absolute()
+        assert Path(file).is_file()
+    assert cfg.generate.seed_file == str(repo_root / "generators" / "data" / "seeds.jsonl")
+    assert cfg.eval.heldout_file == str(repo_root / "generators" / "data" / "heldout.jsonl")
+    assert cfg.run.runs_dir == str(repo_root / "runs")
+    # Embedded model names are references, not paths, and stay as written.
+    assert cfg.model.policy == "embedded:smollm2-135m-instruct"
+    assert cfg.model.embedder == "embedded:all-minilm-l6-v2"
+
+
+def test_repo_config_critics_keep_file_order_and_kinds(repo_root: Path) -> None:
+    text = (repo_root / "config.toml").read_text(encoding="utf-8")
+    tables = tomllib.loads(text)["critics"]
+
+    cfg = load_config(repo_root / "config.toml")
+
+    # a table named after a kind needs no `kind` key
+    assert [c.kind for c in cfg.critics.values()] == [t.get("kind", n) for n, t in tables.items()]
+    assert list(cfg.critics) == list(tables)
+    assert isinstance(cfg.critics["rules"], RulesCriticConfig)
+    assert cfg.critics["rules"].min_words == tables["rules"]["min_words"]
+    quality = cfg.critics["quality"]
+    assert isinstance(quality, JudgeCriticConfig)
+    assert quality.judge == "policy"
+    assert quality.question == tables["quality"]["question"]
+
+
+def test_enabled_critics_fill_in_the_persona(write_config: Callable[..., Path]) -> None:
+    def edit(d: dict[str, Any]) -> None:
+        d["persona"]["description"] = "a pirate"
+        d["critics"] = {
+            "voice": {"kind": "judge", "question": "Is this {persona}?", "weight": 1.0},
+            "contrast": {"weight": 1.0},
+            "own": {"kind": "contrast", "system_prompt": "Be brief.", "weight": 1.0},
+            "off": {"kind": "judge", "question": "Q?", "enabled": False},
+        }
+
+    cfg = load_config(write_config(edit))
+    enabled = cfg.enabled_critics()
+
+    assert list(enabled) == ["voice", "contrast", "own"]
+    assert isinstance(enabled["voice"], JudgeCriticConfig)
+    assert enabled["voice"].question == "Is this a pirate?"
+    assert isinstance(enabled["contrast"], ContrastCriticConfig)
+    assert enabled["contrast"].system_prompt == cfg.persona.system_prompt
+    assert isinstance(enabled["own"], ContrastCriticConfig)
+    assert enabled["own"].system_prompt == "Be brief."
+    assert cfg.critics["voice"].question == "Is this {persona}?"  # the config itself is unchanged
+
+
+def test_relative_paths_resolve_against_the_config_folder(
+    write_config: Callable[..., Path], tmp_path: Path, seeds_file: Path
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "mine.jsonl").write_text(seeds_file.read_text(encoding="utf-8"))
+
+    def edit(d: dict[str, Any]) -> None:
+        d["generate"]["seed_file"] = "data/mine.jsonl"
+        d["run"]["runs_dir"] = "elsewhere"
+
+    cfg = load_config(write_config(edit))
+
+    assert cfg.generate.seed_file == str((tmp_path / "data" / "mine.jsonl").resolve())
+    assert cfg.run.runs_dir == str((tmp_path / "elsewhere").resolve())
+
+
+def test_overrides_replace_file_values(write_config: Callable[..., Path]) -> None:
+    cfg = load_config(write_config(), {"run.rounds": 7, "select.budget": 5})
+
+    assert cfg.run.rounds == 7
+    assert cfg.select.budget == 5
+
+
+def test_dumped_config_loads_back_equal(repo_root: Path, tmp_path: Path) -> None:
+    cfg = load_config(repo_root / "config.toml")
+    frozen = tmp_path / "run" / "config.toml"
+    frozen.parent.mkdir()
+    frozen.write_text(dump_config(cfg), encoding="utf-8")
+
+    assert load_config(frozen) == cfg
+
+
+def test_model_folders_resolve_but_hub_ids_stay(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    (tmp_path / "models" / "judge").mkdir(parents=True)
+
+    def edit(d: dict[str, Any]) -> None:
+        d["model"]["policy"] = "./models/judge"
+        d["model"]["embedder"] = "sentence-transformers/all-MiniLM-L6-v2"
+        d["critics"]["quality"]["judge"] = "models/judge"  # exists next to the config
+        d["critics"]["other"] = {"kind": "judge", "question": "Q?"}
+
+    cfg = load_config(write_config(edit))
+
+    assert cfg.model.policy == str((tmp_path / "models" / "judge").resolve())
+    assert cfg.model.embedder == "sentence-transformers/all-MiniLM-L6-v2"
+    assert cfg.critics["quality"].judge == str((tmp_path / "models" / "judge").resolve())
+    assert cfg.critics["other"].judge == "policy"
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("embedded:nope", r"'model\.policy': unknown embedded model 'embedded:nope' \(known: "),
+        ("/no/such/folder", r"'model\.policy': model folder not found: /no/such/folder"),
+        ("nobody/no-such-model", r"'model\.policy': could not get 'nobody/no-such-model'"),
+    ],
+)
+def test_unresolvable_model_reference_names_the_key(ref: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        resolve_model(ref, key="model.policy")
+
+
+# ---- bad input -----------------------------------------------------------------------------------
+
+
+def test_unknown_key_suggests_the_closest_known_key(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["generate"].update(prompts_per_rnd=3)))
+
+    assert "unknown key 'generate.prompts_per_rnd'" in message
+    assert "did you mean 'prompts_per_round'?" in message
+
+
+def test_unknown_section_suggests_the_closest_section(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d.update(trian={"epochs": 1})))
+
+    assert "unknown key 'trian'; did you mean 'train'?" in message
+
+
+def test_unknown_key_in_a_critic_table_suggests_the_critic_key(
+    write_config: Callable[..., Path],
+) -> None:
+    message = config_error(write_config(lambda d: d["critics"]["quality"].update(questoin="Q?")))
+
+    assert "questoin" in message
+    assert "did you mean 'question'?" in message
+
+
+def test_unknown_critic_key_is_named_as_written_in_the_file(
+    write_config: Callable[..., Path],
+) -> None:
+    message = config_error(write_config(lambda d: d["critics"]["quality"].update(questoin="Q?")))
+
+    assert "unknown key 'critics.quality.questoin'" in message
+
+
+def test_wrong_type_names_the_key(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["run"].update(rounds="three")))
+
+    assert "'run.rounds': Input should be a valid integer (got 'three')" in message
+
+
+def test_out_of_range_names_the_key_and_the_bound(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["generate"].update(temperature=-1)))
+
+    assert "'generate.temperature'" in message
+    assert "greater than or equal to 0" in message
+    assert "(got -1)" in message
+
+
+def test_malformed_toml_mentions_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[run]\nname = 'x'\nrounds = = 3\n", encoding="utf-8")
+
+    message = config_error(path)
+
+    assert "malformed TOML" in message
+    assert "line 3" in message
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+
+    assert config_error(missing) == f"config file not found: {missing}"
+
+
+def test_missing_seed_file_names_the_key(write_config: Callable[..., Path], tmp_path: Path) -> None:
+    gone = tmp_path / "gone.jsonl"
+
+    message = config_error(write_config(lambda d: d["generate"].update(seed_file=str(gone))))
+
+    assert "'generate.seed_file' names a file that does not exist" in message
+    assert str(gone) in message
+
+
+def test_missing_heldout_file_names_the_key(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["eval"].update(heldout_file="gone.jsonl")))
+
+    assert "'eval.heldout_file' names a file that does not exist" in message
+
+
+def test_judge_critic_without_question(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["critics"]["quality"].pop("question")))
+
+    assert "missing key" in message
+    assert "question" in message
+    assert "critics.quality" in message
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", "../escape", "/abs", ""])
+def test_run_name_that_is_not_a_plain_folder_name_is_rejected(
+    write_config: Callable[..., Path], name: str
+) -> None:
+    message = config_error(write_config(lambda d: d["run"].update(name=name)))
+
+    assert "'run.name'" in message
+
+
+def test_all_critics_disabled(write_config: Callable[..., Path]) -> None:
+    def disable_all(d: dict[str, Any]) -> None:
+        for table in d["critics"].values():
+            table["enabled"] = False
+
+    message = config_error(write_config(disable_all))
+
+    assert "critics: enable at least one critic" in message
+
+
+def test_enabled_critics_without_weight(write_config: Callable[..., Path]) -> None:
+    def no_weights(d: dict[str, Any]) -> None:
+        for table in d["critics"].values():
+            table["weight"] = 0.0
+
+    message = config_error(write_config(no_weights))
+
+    assert "give at least one enabled critic a weight above 0" in message
+
+
+def test_unknown_critic_kind_lists_the_known_kinds(write_config: Callable[..., Path]) -> None:
+    message = config_error(
+        write_config(lambda d: d["critics"].update(style={"kind": "judgee", "question": "Q?"}))
+    )
+
+    assert "'critics.style'" in message
+    assert all(f"'{kind}'" in message for kind in CRITIC_KINDS)
+
+
+def test_all_errors_are_reported_at_once(write_config: Callable[..., Path]) -> None:
+    def two_mistakes(d: dict[str, Any]) -> None:
+        d["run"]["rounds"] = 0
+        d["train"]["epoch"] = 1
+
+    message = config_error(write_config(two_mistakes))
+
+    assert "'run.rounds'" in message
+    assert "unknown key 'train.epoch'; did you mean 'epochs'?" in message
