@@ -1,0 +1,114 @@
+"""The loop end to end through Ray: a tiny random model for the control paths, and the real
+default model (marked slow) for two rounds that must produce every artefact a user reads."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from generators.pool import load_prompts, normalise
+from loop.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, **sections: dict) -> Path:
+    """The repo's config.toml at tiny sizes, with `sections` merged over it."""
+    data = tomllib.loads((REPO / "config.toml").read_text())
+    data["generate"] |= {
+        "seed_file": str(REPO / "generators/data/seeds.jsonl"), "prompts_per_round": 4,
+        "new_instructions": 2, "responses_per_prompt": 2, "max_new_tokens": 24, "batch_size": 8,
+    }
+    data["eval"] |= {"heldout_file": str(REPO / "generators/data/heldout.jsonl"),
+                     "max_prompts": 4, "max_new_tokens": 24}
+    data["train"] |= {"epochs": 1}
+    for name, values in sections.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                data[name].setdefault(key, {}).update(value)
+            else:
+                data[name][key] = value
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+def inspect_json(run: Path, capsys) -> dict:
+    capsys.readouterr()
+    assert main(["inspect", str(run), "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_round_that_rejects_everything_keeps_the_previous_adapter(
+    tmp_path: Path, tiny_model_dir: Path, capsys
+) -> None:
+    config = write_config(
+        tmp_path,
+        model={"policy": str(tiny_model_dir), "dtype": "float32"},
+        critics={"rules": {"min_words": 10_000}},
+    )
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "round 1 | skipped | 0/12 survivors" in out
+    assert "every candidate was rejected" in out
+
+    # Resuming adds a round; it too starts from the base model, since nothing was accepted.
+    assert main(["resume", str(run), "--rounds", "2", "--quiet"]) == 0
+    rounds = inspect_json(run, capsys)["rounds"]
+    assert [r["status"] for r in rounds] == ["skipped", "skipped"]
+    assert all(r["adapter"] is None and r["started_from"] is None for r in rounds)
+    assert rounds[0]["rejected_by"]["rules"] == 12 and rounds[0]["survivors"] == 0
+    state = json.loads((run / "state.json").read_text())
+    assert state["completed"] == [1, 2] and state["policy_adapter"] is None
+
+    from datasets import load_from_disk
+
+    assert load_from_disk(str(run / "round_001" / "survivors")).num_rows == 0
+
+
+@pytest.mark.slow
+def test_two_real_rounds_then_branch(tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path, critics={"quality": {"threshold": 0.0},
+                                             "persona": {"threshold": 0.0}})
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--rounds", "2", "--run-dir", str(run), "--quiet"]) == 0
+    data = inspect_json(run, capsys)
+    assert [r["round"] for r in data["rounds"]] == [1, 2]
+
+    from datasets import load_from_disk
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from loop.models import SMOLLM2, resolve_model
+
+    first = data["rounds"][0]
+    assert first["candidates"] == len(load_from_disk(str(run / "round_001" / "candidates")))
+    assert set(first["eval"]) == {"base", "adapter"}
+    assert 0.0 <= first["eval"]["adapter"]["persona"] <= 1.0
+    survivors = load_from_disk(str(run / "round_001" / "survivors"))
+    assert survivors.num_rows == first["survivors"] > 0
+    assert survivors[0]["prompt"][0]["role"] == "user"
+    assert survivors[0]["completion"][0]["role"] == "assistant"
+
+    # Held-out prompts never reach training.
+    heldout = {normalise(p.instruction) for p in
+               load_prompts(REPO / "generators/data/heldout.jsonl", "heldout", "eval")}
+    for k in (1, 2):
+        trained = load_from_disk(str(run / f"round_00{k}" / "survivors"))["instruction"]
+        assert not heldout & {normalise(t) for t in trained}
+
+    base = AutoModelForCausalLM.from_pretrained(resolve_model(SMOLLM2))
+    PeftModel.from_pretrained(base, str(run / "round_001" / "adapter"))
+
+    # Branching from round 2 keeps the old round aside and recreates the same candidates.
+    before = load_from_disk(str(run / "round_002" / "generated")).to_list()
+    assert main(["resume", str(run), "--from-round", "2", "--quiet"]) == 0
+    aside = list((run / "aside").glob("*/round_002"))
+    assert len(aside) == 1 and (aside[0] / "round.json").is_file()
+    after = load_from_disk(str(run / "round_002" / "generated")).to_list()
+    assert [c["response"] for c in after] == [c["response"] for c in before]
