@@ -8,11 +8,11 @@ run folder works from anywhere.
 from __future__ import annotations
 
 import difflib
+import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loop.errors import ConfigError

@@ -140,7 +140,7 @@ class Policy:
         out: list[dict[str, float]] = []
         for start in range(0, len(conversations), batch_size):
             batch = self._encode(conversations[start : start + batch_size])
-            logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :].float()  # (batch, vocab)
+            logits = self.model(**batch, logits_to_keep=1).logits[:, -1].float()  # (batch, vocab)
             probs = torch.softmax(logits, dim=-1)
             for row in probs:
                 out.append({label: float(row[ids].sum()) for label, ids in token_ids.items()})

@@ -2,13 +2,13 @@
 key and, where it can, the fix."""
 
 import copy
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tomli_w
-import tomllib
 
 from loop.config import (
     CRITIC_KINDS,

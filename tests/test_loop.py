@@ -20,11 +20,18 @@ def write_config(tmp_path: Path, **sections: dict) -> Path:
     """The repo's config.toml at tiny sizes, with `sections` merged over it."""
     data = tomllib.loads((REPO / "config.toml").read_text())
     data["generate"] |= {
-        "seed_file": str(REPO / "generators/data/seeds.jsonl"), "prompts_per_round": 4,
-        "new_instructions": 2, "responses_per_prompt": 2, "max_new_tokens": 24, "batch_size": 8,
+        "seed_file": str(REPO / "generators/data/seeds.jsonl"),
+        "prompts_per_round": 4,
+        "new_instructions": 2,
+        "responses_per_prompt": 2,
+        "max_new_tokens": 24,
+        "batch_size": 8,
     }
-    data["eval"] |= {"heldout_file": str(REPO / "generators/data/heldout.jsonl"),
-                     "max_prompts": 4, "max_new_tokens": 24}
+    data["eval"] |= {
+        "heldout_file": str(REPO / "generators/data/heldout.jsonl"),
+        "max_prompts": 4,
+        "max_new_tokens": 24,
+    }
     data["train"] |= {"epochs": 1}
     for name, values in sections.items():
         for key, value in values.items():
@@ -73,8 +80,9 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
 
 @pytest.mark.slow
 def test_two_real_rounds_then_branch(tmp_path: Path, capsys) -> None:
-    config = write_config(tmp_path, critics={"quality": {"threshold": 0.0},
-                                             "persona": {"threshold": 0.0}})
+    config = write_config(
+        tmp_path, critics={"quality": {"threshold": 0.0}, "persona": {"threshold": 0.0}}
+    )
     run = tmp_path / "run"
     assert main(["run", str(config), "--rounds", "2", "--run-dir", str(run), "--quiet"]) == 0
     data = inspect_json(run, capsys)
@@ -96,8 +104,10 @@ def test_two_real_rounds_then_branch(tmp_path: Path, capsys) -> None:
     assert survivors[0]["completion"][0]["role"] == "assistant"
 
     # Held-out prompts never reach training.
-    heldout = {normalise(p.instruction) for p in
-               load_prompts(REPO / "generators/data/heldout.jsonl", "heldout", "eval")}
+    heldout = {
+        normalise(p.instruction)
+        for p in load_prompts(REPO / "generators/data/heldout.jsonl", "heldout", "eval")
+    }
     for k in (1, 2):
         trained = load_from_disk(str(run / f"round_00{k}" / "survivors"))["instruction"]
         assert not heldout & {normalise(t) for t in trained}
