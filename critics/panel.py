@@ -58,17 +58,18 @@ class CriticPanel:
             elif isinstance(cfg, DedupCriticConfig):
                 self.dedup_critic = DedupCritic(name, cfg.threshold)
 
-    def set_adapter(self, path: str | None) -> None:
-        """The self-critique judge is the current policy."""
-        self.policy.set_adapter(path)
-
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = Embedder(self._embedder_path)
         return self._embedder
 
-    def score(self, candidates: Sequence[Candidate]) -> dict[str, list[Verdict]]:
+    def score(
+        self, candidates: Sequence[Candidate], adapter: str | None
+    ) -> dict[str, list[Verdict]]:
+        """Every per-candidate critic's verdicts. The self-critique judge is the current policy,
+        base + `adapter`, named in each call so that a restarted actor judges with it too."""
+        self.policy.set_adapter(adapter)
         return {name: critic.score(candidates) for name, critic in self.critics.items()}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -95,9 +96,5 @@ class CriticPanel:
         self, question: str, pairs: Sequence[tuple[str, str]], adapter: str | None
     ) -> list[float]:
         """P(yes) for `question` from a fixed judge: the base model plus `adapter` (None: base)."""
-        current = self.policy.adapter
         self.policy.set_adapter(adapter)
-        try:
-            return p_yes(self.policy, question, pairs)
-        finally:
-            self.policy.set_adapter(current)
+        return p_yes(self.policy, question, pairs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from critics.base import Candidate
 from generators.pool import Prompt
@@ -27,7 +28,18 @@ def persona_conversation(instruction: str, system_prompt: str | None) -> Convers
     return [*turns, {"role": "user", "content": instruction}]
 
 
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    batch_size: int = 32
+
+
 class Generator:
+    """Every call names the adapter it wants: a restarted actor (base weights only) then
+    serves a retried task with the right policy instead of silently with the base model."""
+
     def __init__(
         self,
         model_path: str,
@@ -37,33 +49,27 @@ class Generator:
     ) -> None:
         self.policy = Policy(model_path, dtype, threads, trust_remote_code)
 
-    def set_adapter(self, path: str | None) -> None:
-        self.policy.set_adapter(path)
+    def _generate(
+        self, prompts: Sequence[Conversation | str], s: Sampling, seed: int, adapter: str | None
+    ) -> list[Generation]:
+        self.policy.set_adapter(adapter)
+        return self.policy.generate(
+            prompts, s.max_new_tokens, s.temperature, s.top_p, seed, s.batch_size
+        )
 
     def write_instructions(
-        self,
-        reqs: Sequence[Request],
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
-        seed: int,
-        batch_size: int,
+        self, reqs: Sequence[Request], s: Sampling, seed: int, adapter: str | None
     ) -> list[str]:
-        gens = self.policy.generate(
-            [r.text for r in reqs], max_new_tokens, temperature, top_p, seed, batch_size
-        )
-        return [g.text for g in gens]
+        return [g.text for g in self._generate([r.text for r in reqs], s, seed, adapter)]
 
     def respond(
         self,
         prompts: Sequence[Prompt],
         system_prompt: str | None,
         n: int,
-        max_new_tokens: int,
-        temperature: float,
-        top_p: float,
+        s: Sampling,
         seed: int,
-        batch_size: int,
+        adapter: str | None,
         round_: int,
         trim: bool = True,
     ) -> list[Candidate]:
@@ -71,9 +77,8 @@ class Generator:
         the token limit is trimmed back to its last complete sentence (and marked so)."""
         jobs = [(p, j) for p in prompts for j in range(n)]
         convs = [persona_conversation(p.instruction, system_prompt) for p, _ in jobs]
-        gens = self.policy.generate(convs, max_new_tokens, temperature, top_p, seed, batch_size)
         out = []
-        for (p, j), g in zip(jobs, gens, strict=True):
+        for (p, j), g in zip(jobs, self._generate(convs, s, seed, adapter), strict=True):
             trimmed = None if g.finished or not trim else trim_to_sentence(g.text)
             out.append(
                 Candidate(
@@ -90,12 +95,9 @@ class Generator:
         return out
 
     def answer(
-        self,
-        prompts: Sequence[Prompt],
-        max_new_tokens: int,
-        batch_size: int,
-        system_prompt: str | None = None,
+        self, prompts: Sequence[Prompt], s: Sampling, adapter: str | None
     ) -> list[Generation]:
-        """Greedy answers, for evaluation."""
-        convs = [persona_conversation(p.instruction, system_prompt) for p in prompts]
-        return self.policy.generate(convs, max_new_tokens, 0.0, 1.0, 0, batch_size)
+        """Greedy answers without a system prompt, for evaluation."""
+        convs = [persona_conversation(p.instruction, None) for p in prompts]
+        greedy = Sampling(s.max_new_tokens, batch_size=s.batch_size)
+        return self._generate(convs, greedy, 0, adapter)

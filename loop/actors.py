@@ -41,10 +41,6 @@ class Actors:
     critics: list[Any]
     trainer: Any
 
-    def set_policy_adapter(self, adapter: str | None) -> None:
-        """Generators sample from, and the self-critique judge is, the current policy."""
-        ray.get([a.set_adapter.remote(adapter) for a in [*self.generators, *self.critics]])
-
     def kill(self) -> None:
         for a in [*self.generators, *self.critics, self.trainer]:
             ray.kill(a)
@@ -52,9 +48,12 @@ class Actors:
 
 def launch(cfg: Config, paths: ModelPaths) -> Actors:
     a, m = cfg.actors, cfg.model
-    gen_cls = ray.remote(Generator).options(num_cpus=a.generator_cpus)
-    critic_cls = ray.remote(CriticPanel).options(num_cpus=a.critic_cpus)
-    trainer_cls = ray.remote(Trainer).options(num_cpus=a.trainer_cpus, max_concurrency=2)
+    # A dead actor is restarted with its constructor's arguments and its task retried; tasks
+    # name the adapter they need, so a restarted actor holds no stale state.
+    faults = {"max_restarts": a.max_restarts, "max_task_retries": a.task_retries}
+    gen_cls = ray.remote(Generator).options(num_cpus=a.generator_cpus, **faults)
+    critic_cls = ray.remote(CriticPanel).options(num_cpus=a.critic_cpus, **faults)
+    trainer_cls = ray.remote(Trainer).options(num_cpus=a.trainer_cpus, max_concurrency=2, **faults)
     generators = [
         gen_cls.remote(paths.policy, m.dtype, a.generator_threads, m.trust_remote_code)
         for _ in range(a.generators)

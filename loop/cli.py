@@ -79,6 +79,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stop(args: argparse.Namespace) -> int:
+    from loop.store import RunStore, write_json
+
+    store = RunStore(args.run).require()
+    pid, host = store.holder()
+    if pid is None:
+        raise RunStoreError(f"{store.root} is not running; nothing to stop")
+    write_json(store.stop_request, {"requested_by": "selfloop stop"})
+    print(f"asked process {pid} on {host} to stop after the stage in flight")
+    return 0
+
+
 # ---- inspect and show -------------------------------------------------------------------
 
 
@@ -227,6 +239,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--rounds", type=int, help="total rounds to reach (default: the config's)")
     resume.add_argument("--quiet", action="store_true", help="no progress bars")
     resume.set_defaults(func=cmd_resume)
+
+    stop = sub.add_parser("stop", help="ask a running loop to stop after the stage in flight")
+    stop.add_argument("run")
+    stop.set_defaults(func=cmd_stop)
 
     inspect = sub.add_parser("inspect", help="a table of a run's rounds")
     inspect.add_argument("run")

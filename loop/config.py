@@ -169,6 +169,8 @@ class ActorsConfig(Section):
     generator_threads: int = Field(1, ge=1)
     critic_threads: int = Field(2, ge=1)
     trainer_threads: int = Field(2, ge=1)
+    max_restarts: int = Field(3, ge=0, description="restarts of an actor that died, per run")
+    task_retries: int = Field(3, ge=0, description="retries of a task whose actor died")
 
 
 class Config(Section):

@@ -124,10 +124,11 @@ def execute(
     from loop.round import RoundRunner
 
     paths = resolve_paths(cfg)
-    stopper = Stopper().install()
+    stopper = Stopper(store.stop_request).install()
     done: list[dict[str, Any]] = []
     try:
         with store.lock():
+            store.stop_request.unlink(missing_ok=True)  # a request left from an earlier run
             _start_ray(address)
             actors = launch(cfg, paths)
             runner = RoundRunner(

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from critics.base import Candidate, Verdict
 from critics.select import combined_scores, decide, funnel, ranking
 from generators.pool import Prompt, normalise
+from generators.sampler import Sampling
 from generators.self_instruct import requests, screen
 from loop.actors import Actors
 from loop.config import Config, DedupCriticConfig
@@ -66,8 +67,7 @@ class RoundRunner:
     def run(self, k: int) -> dict[str, Any]:
         """Run (or finish) round k and return its metrics."""
         # The policy that generates and judges is the last accepted round's.
-        adapter = self.accepted_adapter(before=k)
-        self.actors.set_policy_adapter(adapter)
+        adapter = self.policy_adapter = self.accepted_adapter(before=k)
         records: dict[str, dict[str, Any]] = {}
 
         # Prompts: a sample of the pool plus instructions the model writes itself.
@@ -155,11 +155,9 @@ class RoundRunner:
             chunks(reqs, g.batch_size),
             lambda actor, piece, i: actor.write_instructions.remote(
                 piece,
-                g.instruction_max_tokens,
-                g.temperature,
-                g.top_p,
+                Sampling(g.instruction_max_tokens, g.temperature, g.top_p, g.batch_size),
                 derive_seed(self.cfg.run.seed, k, "instructions", i),
-                g.batch_size,
+                self.policy_adapter,
             ),
             f"round {k} instructions",
         )
@@ -196,11 +194,9 @@ class RoundRunner:
                 piece,
                 self.cfg.persona.system_prompt,
                 g.responses_per_prompt,
-                g.max_new_tokens,
-                g.temperature,
-                g.top_p,
+                Sampling(g.max_new_tokens, g.temperature, g.top_p, g.batch_size),
                 derive_seed(self.cfg.run.seed, k, "generate", i),
-                g.batch_size,
+                self.policy_adapter,
                 k,
                 g.trim_truncated,
             ),
@@ -229,7 +225,7 @@ class RoundRunner:
         parts = self._fan_out(
             self.actors.critics,
             chunks(candidates, size),
-            lambda actor, piece, i: actor.score.remote(piece),
+            lambda actor, piece, i: actor.score.remote(piece, self.policy_adapter),
             f"round {k} critique",
         )
         verdicts: dict[str, list[Verdict]] = {}
@@ -368,13 +364,12 @@ class RoundRunner:
     def _answer_rows(self, arm: str, adapter: str | None, desc: str) -> list[dict[str, Any]]:
         e = self.cfg.eval
         gens = self.actors.generators
-        ray.get([a.set_adapter.remote(adapter) for a in gens])
         size = max(1, -(-len(self.heldout) // len(gens)))
         parts = self._fan_out(
             gens,
             chunks(self.heldout, size),
             lambda actor, piece, i: actor.answer.remote(
-                piece, e.max_new_tokens, self.cfg.generate.batch_size
+                piece, Sampling(e.max_new_tokens, batch_size=self.cfg.generate.batch_size), adapter
             ),
             desc,
         )

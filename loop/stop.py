@@ -1,8 +1,10 @@
 """Stopping at a safe point: the first Ctrl-C or SIGTERM asks, the second insists.
 
-After the first signal the loop finishes the stage in flight (its data and record are written
-whole) and stops before the next one. A second signal raises KeyboardInterrupt at once; since
-every file is written aside and renamed, that still corrupts nothing.
+`selfloop stop RUN` asks too, by leaving a request file in the run folder (which works from any
+machine that sees the folder). After a request the loop finishes the stage in flight (its data
+and record are written whole) and stops before the next one. A second signal raises
+KeyboardInterrupt at once; since every file is written aside and renamed, that still corrupts
+nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 
 log = logging.getLogger("selfloop")
@@ -20,8 +23,9 @@ class StopRequested(Exception):
 
 
 class Stopper:
-    def __init__(self) -> None:
+    def __init__(self, request_file: Path | None = None) -> None:
         self.requested = threading.Event()
+        self.request_file = request_file
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -43,5 +47,9 @@ class Stopper:
             signal.signal(sig, handler)
 
     def check(self) -> None:
+        if self.request_file is not None and self.request_file.exists():
+            self.request_file.unlink(missing_ok=True)
+            log.warning("stop requested by `selfloop stop`")
+            self.requested.set()
         if self.requested.is_set():
             raise StopRequested

@@ -32,6 +32,7 @@ from loop.errors import RunStoreError
 CONFIG = "config.toml"
 STATE = "state.json"
 LOCK = "run.lock"
+STOP = "stop.request"
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -75,6 +76,16 @@ class RunStore:
         if not self.exists():
             raise RunStoreError(f"no run at {self.root} (it has no {CONFIG})")
         return self
+
+    @property
+    def stop_request(self) -> Path:
+        return self.root / STOP
+
+    def holder(self) -> tuple[int | None, str]:
+        """(pid, host) of the process writing this run, or (None, "") when none is."""
+        path = self.root / LOCK
+        pid, host = _holder(path) if path.is_file() else (None, "")
+        return (pid, host) if pid is not None and _alive(pid, host) else (None, "")
 
     def create(self, config_text: str) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

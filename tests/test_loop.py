@@ -61,7 +61,7 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
     run = tmp_path / "run"
     assert main(["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"]) == 0
     out = capsys.readouterr().out
-    assert "round 1 | skipped | 0/12 survivors" in out
+    assert "round 1 | skipped | 0/" in out
     assert "every candidate was rejected" in out
 
     # Resuming adds a round; it too starts from the base model, since nothing was accepted.
@@ -69,7 +69,8 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
     rounds = inspect_json(run, capsys)["rounds"]
     assert [r["status"] for r in rounds] == ["skipped", "skipped"]
     assert all(r["adapter"] is None and r["started_from"] is None for r in rounds)
-    assert rounds[0]["rejected_by"]["rules"] == 12 and rounds[0]["survivors"] == 0
+    assert rounds[0]["rejected_by"]["rules"] == rounds[0]["candidates"] > 0
+    assert rounds[0]["survivors"] == 0
     state = json.loads((run / "state.json").read_text())
     assert state["completed"] == [1, 2] and state["policy_adapter"] is None
 
