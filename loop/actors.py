@@ -15,6 +15,7 @@ import ray
 from critics.panel import CriticPanel
 from generators.sampler import Generator
 from loop.config import Config
+from loop.models import ModelPaths
 from loop.trainer import Trainer
 
 
@@ -26,13 +27,6 @@ def quiet_worker() -> None:
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
-
-
-@dataclass(frozen=True)
-class ModelPaths:
-    policy: str
-    embedder: str
-    judges: dict[str, str]  # judge reference in the config -> local folder
 
 
 @dataclass

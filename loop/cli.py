@@ -54,16 +54,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from loop.driver import branch, execute, first_open_round, load_inputs, open_run
+    from loop.driver import check_from_round, execute, first_open_round, load_inputs, open_run
 
     store, cfg = open_run(Path(args.run))
     inputs = load_inputs(cfg)
     rounds = args.rounds or cfg.run.rounds
     if args.from_round is not None:
-        aside = branch(store, args.from_round)
-        if aside:
-            log.info("rounds from %d kept aside in %s", args.from_round, aside)
-    start = first_open_round(store)
+        check_from_round(store, args.from_round)
+        start = min(args.from_round, first_open_round(store))
+    else:
+        start = first_open_round(store)
     if start > rounds:
         print(f"{args.run}: all {rounds} rounds are complete; pass --rounds to add more")
         return 0
@@ -75,6 +75,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         rounds,
         not args.quiet,
         lambda m: print(_round_line(m, cfg.eval.target), flush=True),
+        from_round=args.from_round,
     )
     return 0
 

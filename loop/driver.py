@@ -17,7 +17,7 @@ from typing import Any
 from generators.pool import Prompt, check_split, load_prompts
 from loop.config import Config, JudgeCriticConfig, dump_config, load_config
 from loop.errors import RunStoreError
-from loop.models import resolve_model
+from loop.models import ModelPaths, resolve_model
 from loop.stop import Stopper, StopRequested
 from loop.store import RunStore
 
@@ -32,18 +32,17 @@ class Inputs:
 
     seeds: list[Prompt]
     heldout: list[Prompt]
+    models: ModelPaths
 
 
 def load_inputs(cfg: Config) -> Inputs:
     seeds = load_prompts(cfg.generate.seed_file, "seed", "generate.seed_file")
     heldout = load_prompts(cfg.eval.heldout_file, "heldout", "eval.heldout_file")
     check_split(seeds, heldout)
-    return Inputs(seeds, heldout)
+    return Inputs(seeds, heldout, resolve_paths(cfg))
 
 
-def resolve_paths(cfg: Config) -> Any:
-    from loop.actors import ModelPaths
-
+def resolve_paths(cfg: Config) -> ModelPaths:
     judges = {
         c.judge: resolve_model(c.judge, f"critics.{name}.judge")
         for name, c in cfg.enabled_critics().items()
@@ -89,14 +88,18 @@ def open_run(run_dir: Path) -> tuple[RunStore, Config]:
     return store, load_config(store.config_path)
 
 
-def branch(store: RunStore, from_round: int) -> Path | None:
-    """Set rounds >= from_round aside so that the run continues from round from_round."""
+def check_from_round(store: RunStore, from_round: int) -> None:
     last = max(store.rounds_on_disk(), default=0)
     if not 1 <= from_round <= last + 1:
         raise RunStoreError(
             f"--from-round {from_round} is out of range: {store.root} has rounds 1..{last}, "
             f"so it can restart from 1 to {last + 1}"
         )
+
+
+def branch(store: RunStore, from_round: int) -> Path | None:
+    """Set rounds >= from_round aside so that the run continues from round from_round."""
+    check_from_round(store, from_round)
     return store.move_aside(from_round)
 
 
@@ -116,21 +119,26 @@ def execute(
     progress: bool = True,
     on_round: RoundCallback | None = None,
     address: str | None = None,
+    from_round: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Run rounds first_open_round..rounds. Stops cleanly at a safe point on Ctrl-C / SIGTERM."""
+    """Run rounds first_open_round..rounds, after setting rounds >= from_round aside if given.
+    Stops cleanly at a safe point on Ctrl-C, SIGTERM or `selfloop stop`."""
     import ray
 
     from loop.actors import launch
     from loop.round import RoundRunner
 
-    paths = resolve_paths(cfg)
     stopper = Stopper(store.stop_request).install()
     done: list[dict[str, Any]] = []
     try:
         with store.lock():
             store.stop_request.unlink(missing_ok=True)  # a request left from an earlier run
+            if from_round is not None:
+                aside = branch(store, from_round)
+                if aside:
+                    log.info("rounds from %d kept aside in %s", from_round, aside)
             _start_ray(address)
-            actors = launch(cfg, paths)
+            actors = launch(cfg, inputs.models)
             runner = RoundRunner(
                 cfg, store, actors, inputs.seeds, inputs.heldout, stopper, progress
             )

@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock
@@ -22,6 +23,15 @@ log = logging.getLogger(__name__)
 SMOLLM2 = "embedded:smollm2-135m-instruct"
 MINILM = "embedded:all-minilm-l6-v2"
 _GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelPaths:
+    """Local folders of a run's models, resolved once by the driver before any actor starts."""
+
+    policy: str
+    embedder: str
+    judges: dict[str, str]  # judge reference in the config -> local folder
 
 
 def cache_dir() -> Path:

@@ -144,6 +144,7 @@ class RunStore:
         return read_json(self.round_dir(k) / "metrics.json")
 
     def commit_round(self, k: int, metrics: dict[str, Any], record: dict[str, Any]) -> None:
+        self.round_dir(k).mkdir(parents=True, exist_ok=True)
         write_json(self.round_dir(k) / "metrics.json", metrics)
         write_json(self.round_dir(k) / "round.json", record)
 

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PrinterCallback,
+    TrainerCallback,
+    set_seed,
+)
 
 from loop.config import TrainConfig
 from loop.store import replace_dir
@@ -104,6 +110,8 @@ class Trainer:
                 learning_rate=cfg.learning_rate,
                 max_length=cfg.max_length,
                 logging_steps=1,
+                # the default hides NaN and inf losses from the logs, where the watch looks
+                logging_nan_inf_filter=False,
                 save_strategy="no",
                 report_to="none",
                 use_cpu=not torch.cuda.is_available(),
@@ -141,6 +149,9 @@ class Trainer:
     ) -> TrainResult:
         started = time.perf_counter()
         rows = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
+        # The new LoRA's initial weights come from the global generator: seed it, so that a
+        # round trained again after a crash starts from the same weights.
+        set_seed(seed)
         model = self._peft_model(cfg, start_adapter)
         self._watch = _Watch()
         try:

@@ -76,3 +76,41 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, default_model_dir: 
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def _write_config(tmp_path: Path, **sections: dict) -> Path:
+    """The repo's config.toml at tiny sizes, with `sections` merged over it."""
+    import tomllib
+
+    import tomli_w
+
+    data = tomllib.loads((REPO / "config.toml").read_text())
+    data["generate"] |= {
+        "seed_file": str(REPO / "generators/data/seeds.jsonl"),
+        "prompts_per_round": 4,
+        "new_instructions": 2,
+        "responses_per_prompt": 2,
+        "max_new_tokens": 24,
+        "batch_size": 8,
+    }
+    data["eval"] |= {
+        "heldout_file": str(REPO / "generators/data/heldout.jsonl"),
+        "max_prompts": 4,
+        "max_new_tokens": 24,
+    }
+    data["train"] |= {"epochs": 1}
+    for name, values in sections.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                data[name].setdefault(key, {}).update(value)
+            else:
+                data[name][key] = value
+    path = tmp_path / "config.toml"
+    path.write_text(tomli_w.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_config():
+    """A function (folder, **sections) -> path of a tiny-sized copy of the default config."""
+    return _write_config

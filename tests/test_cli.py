@@ -174,6 +174,33 @@ def test_run_with_bad_config_writes_nothing(tmp_path: Path, capsys, edit, messag
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "policy, message",
+    [
+        ("./no-such-model", "'model.policy': model folder not found"),
+        ("embedded:gpt-17", "unknown embedded model 'embedded:gpt-17'"),
+    ],
+)
+def test_run_with_missing_model_writes_nothing(tmp_path: Path, capsys, policy, message) -> None:
+    text = (
+        (REPO / "config.toml").read_text().replace('"generators/data/', f'"{REPO}/generators/data/')
+    )
+    text = text.replace('policy = "embedded:smollm2-135m-instruct"', f'policy = "{policy}"')
+    (tmp_path / "config.toml").write_text(text)
+    assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_names_what_to_do_with_an_existing_run(run_dir: Path, tmp_path: Path, capsys) -> None:
+    same = tmp_path / "same.toml"
+    same.write_text((run_dir / "config.toml").read_text())
+    assert main(["run", str(same), "--run-dir", str(run_dir)]) == 2
+    assert f"continue it with `selfloop resume {run_dir}`" in capsys.readouterr().err
+    assert main(["run", str(REPO / "config.toml"), "--run-dir", str(run_dir), "--rounds", "9"]) == 2
+    assert "its config differs from this one" in capsys.readouterr().err
+
+
 def test_run_with_missing_config_file(tmp_path: Path, capsys) -> None:
     assert main(["run", str(tmp_path / "absent.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err

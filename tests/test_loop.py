@@ -4,44 +4,14 @@ default model (marked slow) for two rounds that must produce every artefact a us
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 from generators.pool import load_prompts, normalise
 from loop.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def write_config(tmp_path: Path, **sections: dict) -> Path:
-    """The repo's config.toml at tiny sizes, with `sections` merged over it."""
-    data = tomllib.loads((REPO / "config.toml").read_text())
-    data["generate"] |= {
-        "seed_file": str(REPO / "generators/data/seeds.jsonl"),
-        "prompts_per_round": 4,
-        "new_instructions": 2,
-        "responses_per_prompt": 2,
-        "max_new_tokens": 24,
-        "batch_size": 8,
-    }
-    data["eval"] |= {
-        "heldout_file": str(REPO / "generators/data/heldout.jsonl"),
-        "max_prompts": 4,
-        "max_new_tokens": 24,
-    }
-    data["train"] |= {"epochs": 1}
-    for name, values in sections.items():
-        for key, value in values.items():
-            if isinstance(value, dict):
-                data[name].setdefault(key, {}).update(value)
-            else:
-                data[name][key] = value
-    path = tmp_path / "config.toml"
-    path.write_text(tomli_w.dumps(data))
-    return path
 
 
 def inspect_json(run: Path, capsys) -> dict:
@@ -51,7 +21,7 @@ def inspect_json(run: Path, capsys) -> dict:
 
 
 def test_round_that_rejects_everything_keeps_the_previous_adapter(
-    tmp_path: Path, tiny_model_dir: Path, capsys
+    tmp_path: Path, tiny_model_dir: Path, write_config, capsys
 ) -> None:
     config = write_config(
         tmp_path,
@@ -80,7 +50,7 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
 
 
 @pytest.mark.slow
-def test_two_real_rounds_then_branch(tmp_path: Path, capsys) -> None:
+def test_two_real_rounds_then_branch(tmp_path: Path, write_config, capsys) -> None:
     config = write_config(
         tmp_path, critics={"quality": {"threshold": 0.0}, "persona": {"threshold": 0.0}}
     )

@@ -111,3 +111,16 @@ def test_second_round_continues_from_the_first_adapter(trained: dict) -> None:
         torch.testing.assert_close(second[name], value, atol=1e-6, rtol=0)
     # not a fresh adapter: those start with every lora_B at zero
     assert all(second[n].abs().max() > 1e-3 for n in second if "lora_B" in n)
+
+
+def test_non_finite_loss_stops_training_and_saves_nothing(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    trainer = Trainer(str(tiny_model_dir), threads=2)
+    with torch.no_grad():
+        trainer.base.get_input_embeddings().weight.fill_(float("nan"))
+    result = trainer.train(ROWS, CFG.model_copy(update={"epochs": 3.0}), str(tmp_path / "a"))
+    assert result.diverged
+    assert result.adapter is None and not (tmp_path / "a").exists()
+    assert result.steps < 6  # stopped at the first non-finite loss, not after 3 epochs
+    assert not math.isfinite(result.losses[-1])
