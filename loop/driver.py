@@ -138,6 +138,7 @@ def execute(
                 if aside:
                     log.info("rounds from %d kept aside in %s", from_round, aside)
             _start_ray(address)
+            stopper.install()
             actors = launch(cfg, inputs.models)
             runner = RoundRunner(
                 cfg, store, actors, inputs.seeds, inputs.heldout, stopper, progress

@@ -38,8 +38,11 @@ class Stopper:
         )
 
     def install(self) -> Stopper:
+        """Take over SIGINT and SIGTERM. Call again after `ray.init`, whose core worker puts in
+        a SIGTERM handler of its own that aborts the process."""
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
+            previous = signal.signal(sig, self._handle)
+            self._previous.setdefault(sig, previous)
         return self
 
     def restore(self) -> None:

@@ -176,12 +176,16 @@ def test_sigkill_inside_every_stage(setup) -> None:
 
 
 def worker_pid(proc: Proc, title: str) -> int | None:
-    """A Ray worker of this driver's own cluster (driver -> raylet -> worker) running `title`."""
-    ps = subprocess.run(["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True)
-    table = [line.split(None, 2) for line in ps.stdout.splitlines()]
-    table = [(int(t[0]), int(t[1]), t[2] if len(t) > 2 else "") for t in table]
-    raylets = {pid for pid, ppid, cmd in table if ppid == proc.pid and "raylet" in cmd}
-    return next((p for p, pp, cmd in table if pp in raylets and cmd.startswith(title)), None)
+    """A Ray worker of this driver's own cluster (a descendant of the driver) running `title`."""
+    import psutil
+
+    try:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            if " ".join(child.cmdline()).startswith(title):
+                return child.pid
+    except psutil.Error:  # a process ended while being read
+        return None
+    return None
 
 
 def wait_for_worker(proc: Proc, title: str) -> int:
@@ -199,18 +203,19 @@ def test_actors_killed_mid_stage_are_restarted(setup) -> None:
     base, config, reference, _ = setup
     chain = Chain(base, config, "actors")
     proc = chain.start()
+    # Meanwhile a second writer must be refused, naming the holder.
+    proc.until((chain.run / "run.lock").is_file)
+    second = subprocess.Popen(
+        [sys.executable, "-m", "loop.cli", "resume", str(chain.run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for title in ("ray::Generator.respond", "ray::CriticPanel.score", "ray::Trainer.train"):
         os.kill(wait_for_worker(proc, title), signal.SIGKILL)
         TALLY["injected"] += 1
-
-    # While it runs, a second writer is refused and named the holder.
-    second = subprocess.run(
-        [sys.executable, "-m", "loop.cli", "resume", str(chain.run)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert second.returncode == 2 and f"in use by process {proc.pid}" in second.stderr
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 2 and f"in use by process {proc.pid}" in err, err
 
     assert proc.wait() == 0, proc.text()[-3000:]
     lost = lost_records(reference, chain.run)
@@ -219,27 +224,38 @@ def test_actors_killed_mid_stage_are_restarted(setup) -> None:
     assert lost == 0
 
 
+def finished_here(log: str, k: int, stage: str) -> bool:
+    """The process logged stage `stage` of round k as done by itself."""
+    return any(
+        line.startswith(f"round {k} | {stage} | ") and "done earlier" not in line
+        for line in (row.split("INFO    ", 1)[-1] for row in log.splitlines())
+    )
+
+
 def test_stops_on_signals_and_on_request(setup) -> None:
     from loop.cli import main
 
     base, config, reference, _ = setup
     chain = Chain(base, config, "stops")
-    for stage, how in [
-        ("generate", "SIGINT"),
-        ("critique", "SIGTERM"),
-        ("train", "twice"),
-        ("evaluate", "command"),
+    # Each process waits until it has finished a stage itself (not reused it), then is stopped.
+    for k, stage, how in [
+        (1, "generate", "SIGINT"),
+        (1, "train", "SIGTERM"),
+        (2, "prompts", "twice"),
+        (2, "generate", "command"),
     ]:
         proc = chain.start()
-        proc.until(chain.record(stage).is_file)
+        proc.until(lambda p=proc, k=k, s=stage: finished_here(p.text(), k, s))
         if how == "command":
             assert main(["stop", str(chain.run)]) == 0
         elif how == "twice":
             proc.signal(signal.SIGINT)
             time.sleep(0.2)
             proc.signal(signal.SIGINT)
+        elif how == "SIGTERM":
+            os.kill(proc.pid, signal.SIGTERM)  # as `kill PID` or a process manager sends it
         else:
-            proc.signal(getattr(signal, how))
+            proc.signal(signal.SIGINT)
         rc = proc.wait()
         TALLY["injected"] += 1
         if how == "twice":
