@@ -27,10 +27,11 @@ def normalise(text: str) -> str:
 
 
 def _instruction_of(row: dict) -> str:
-    text = str(row.get("instruction", "")).strip()
-    instances = row.get("instances") or []
-    first = instances[0] if instances and isinstance(instances[0], dict) else {}
-    extra = str(first.get("input") or "").strip()
+    text = row["instruction"].strip()
+    instances = row.get("instances")
+    first = instances[0] if isinstance(instances, list) and instances else {}
+    extra = first.get("input") if isinstance(first, dict) else None
+    extra = extra.strip() if isinstance(extra, str) else ""
     return f"{text}\n\n{extra}" if extra else text
 
 
@@ -38,18 +39,26 @@ def load_prompts(path: str | Path, source: str, key: str) -> list[Prompt]:
     """Read a JSONL instruction file. `key` names the config key in error messages."""
     path = Path(path)
     prompts: list[Prompt] = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict) or not str(row.get("instruction", "")).strip():
-                raise ConfigError(f"{path}:{number}: a line needs a non-empty 'instruction' field")
-            pid = str(row.get("id") or f"{source}-{number:04d}")
-            prompts.append(Prompt(pid, _instruction_of(row), source))
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"'{key}': {path} is not UTF-8 text (byte {err.start})") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+        if isinstance(row, list):
+            raise ConfigError(f"{path}:{number}: one JSON object per line is needed, not an array")
+        instruction = row.get("instruction") if isinstance(row, dict) else None
+        if not isinstance(instruction, str) or not instruction.strip():
+            raise ConfigError(
+                f"{path}:{number}: a line needs an 'instruction' field holding non-empty text"
+            )
+        pid = str(row.get("id") or f"{source}-{number:04d}")
+        prompts.append(Prompt(pid, _instruction_of(row), source))
     if not prompts:
         raise ConfigError(f"'{key}': {path} holds no instructions")
     return prompts

@@ -36,7 +36,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from loop.config import load_config
     from loop.driver import default_run_dir, execute, load_inputs, prepare_new_run
 
-    overrides = {"run.rounds": args.rounds} if args.rounds else {}
+    overrides = {"run.rounds": args.rounds} if args.rounds is not None else {}
     cfg = load_config(args.config, overrides)
     inputs = load_inputs(cfg)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
@@ -95,6 +95,9 @@ def cmd_stop(args: argparse.Namespace) -> int:
 # ---- inspect and show -------------------------------------------------------------------
 
 
+_METRIC_KEYS = ("round", "status", "reason", "candidates", "survivors", "rejected_by", "scores")
+
+
 def _rounds(store: Any, only: int | None) -> list[dict[str, Any]]:
     ks = store.completed_rounds()
     if only is not None:
@@ -103,7 +106,15 @@ def _rounds(store: Any, only: int | None) -> list[dict[str, Any]]:
                 f"{store.root} has no completed round {only} (completed: {ks or 'none'})"
             )
         ks = [only]
-    return [store.metrics(k) for k in ks]
+    rows = [store.metrics(k) for k in ks]
+    for k, m in zip(ks, rows, strict=True):
+        missing = [key for key in _METRIC_KEYS if key not in m]
+        if missing:
+            raise RunStoreError(
+                f"{store.round_dir(k) / 'metrics.json'} is damaged (no {', '.join(missing)}); "
+                f"redo the round with `selfloop resume {store.root} --from-round {k}`"
+            )
+    return rows
 
 
 def _in_flight(store: Any) -> str | None:
@@ -199,6 +210,10 @@ def cmd_show(args: argparse.Namespace) -> int:
             rows = [r for r in rows if r["rejected_by"] == args.critic]
     else:
         rows = [r for r in rows if r["survivor"]]
+    if args.critic and args.critic not in cfg.critics:
+        raise RunStoreError(
+            f"--critic {args.critic}: this run's critics are {', '.join(cfg.critics)}"
+        )
     rows.sort(key=lambda r: -r["combined_score"])
     critics = [name for name in cfg.critics if f"{name}_score" in (rows[0] if rows else {})]
     kind = "rejected" if args.rejected else "survivors"
@@ -219,6 +234,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 # ---- parser -----------------------------------------------------------------------------
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfloop", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
@@ -226,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="start a new run")
     run.add_argument("config", nargs="?", default="config.toml")
-    run.add_argument("--rounds", type=int, help="number of rounds (default: run.rounds)")
+    run.add_argument("--rounds", type=positive, help="number of rounds (default: run.rounds)")
     run.add_argument("--run-dir", help="run folder (default: run.runs_dir/run.name)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -237,7 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--from-round", type=int, help="restart from round K; later rounds go aside"
     )
-    resume.add_argument("--rounds", type=int, help="total rounds to reach (default: the config's)")
+    resume.add_argument(
+        "--rounds", type=positive, help="total rounds to reach (default: the config's)"
+    )
     resume.add_argument("--quiet", action="store_true", help="no progress bars")
     resume.set_defaults(func=cmd_resume)
 
@@ -256,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--round", type=int, required=True)
     show.add_argument("--rejected", action="store_true", help="show rejected candidates")
     show.add_argument("--critic", help="with --rejected: only those this critic rejected")
-    show.add_argument("--limit", type=int, default=10)
+    show.add_argument("--limit", type=positive, default=10)
     show.set_defaults(func=cmd_show)
     return parser
 

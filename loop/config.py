@@ -19,7 +19,7 @@ from loop.errors import ConfigError
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class RunConfig(Section):
@@ -47,7 +47,9 @@ class PersonaConfig(Section):
     name: str = Field(min_length=1)
     system_prompt: str = Field(min_length=1, description="used while generating, never in training")
     description: str = Field(min_length=1, description="how the persona speaks, for the judge")
-    markers: list[str] = Field(min_length=1, description="words that show the voice; eval only")
+    markers: list[Annotated[str, Field(pattern=r"\S")]] = Field(
+        min_length=1, description="words that show the voice; eval only"
+    )
 
 
 class GenerateConfig(Section):
@@ -307,6 +309,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         data.setdefault(section, {})[key] = value

@@ -16,7 +16,7 @@ from typing import Any
 
 from generators.pool import Prompt, check_split, load_prompts
 from loop.config import Config, JudgeCriticConfig, dump_config, load_config
-from loop.errors import RunStoreError
+from loop.errors import ConfigError, RunStoreError
 from loop.models import ModelPaths, resolve_model
 from loop.stop import Stopper, StopRequested
 from loop.store import RunStore
@@ -39,6 +39,7 @@ def load_inputs(cfg: Config) -> Inputs:
     seeds = load_prompts(cfg.generate.seed_file, "seed", "generate.seed_file")
     heldout = load_prompts(cfg.eval.heldout_file, "heldout", "eval.heldout_file")
     check_split(seeds, heldout)
+    check_resources(cfg)
     return Inputs(seeds, heldout, resolve_paths(cfg))
 
 
@@ -77,6 +78,8 @@ def prepare_new_run(cfg: Config, run_dir: Path, overwrite: bool) -> RunStore:
         with store.lock():
             pass  # refuse to delete a run that another process is writing
         shutil.rmtree(run_dir)
+    elif run_dir.is_file():
+        raise RunStoreError(f"{run_dir} is a file, not a folder; choose another --run-dir")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise RunStoreError(f"{run_dir} exists and is not a run folder; choose another --run-dir")
     store.create(dump_config(cfg))
@@ -156,6 +159,19 @@ def execute(
         if ray.is_initialized():
             ray.shutdown()
     return done
+
+
+def check_resources(cfg: Config) -> None:
+    """A local node must be able to place every actor, or Ray waits for it forever."""
+    cpus = os.cpu_count() or 1
+    a = cfg.actors
+    for key, value in (
+        ("generator_cpus", a.generator_cpus),
+        ("critic_cpus", a.critic_cpus),
+        ("trainer_cpus", a.trainer_cpus),
+    ):
+        if value > cpus:
+            raise ConfigError(f"'actors.{key}' = {value} is more than this machine's {cpus} CPUs")
 
 
 def _start_ray(address: str | None) -> None:

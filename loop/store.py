@@ -29,6 +29,7 @@ from typing import Any
 
 from loop.errors import RunStoreError
 
+MARKER = "selfloop-run.json"  # only a folder holding it is a run (and may be overwritten)
 CONFIG = "config.toml"
 STATE = "state.json"
 LOCK = "run.lock"
@@ -49,7 +50,14 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    """A JSON object from a run folder; a damaged file is a RunStoreError that names it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise RunStoreError(f"{path} is missing or damaged ({err})") from None
+    if not isinstance(data, dict):
+        raise RunStoreError(f"{path} is damaged: it holds no JSON object")
+    return data
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
@@ -70,11 +78,11 @@ class RunStore:
         return self.root / CONFIG
 
     def exists(self) -> bool:
-        return self.config_path.is_file()
+        return (self.root / MARKER).is_file() and self.config_path.is_file()
 
     def require(self) -> RunStore:
         if not self.exists():
-            raise RunStoreError(f"no run at {self.root} (it has no {CONFIG})")
+            raise RunStoreError(f"no run at {self.root} (it has no {MARKER} and {CONFIG})")
         return self
 
     @property
@@ -88,8 +96,16 @@ class RunStore:
         return (pid, host) if pid is not None and _alive(pid, host) else (None, "")
 
     def create(self, config_text: str) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        if self.root.exists() and not self.root.is_dir():
+            raise RunStoreError(f"{self.root} is a file, not a folder; choose another --run-dir")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError):
+            raise RunStoreError(
+                f"cannot make the run folder {self.root}: a parent is a file"
+            ) from None
         write_atomic(self.config_path, config_text)
+        write_json(self.root / MARKER, {"created": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
     def frozen_config(self) -> str:
         return self.config_path.read_text(encoding="utf-8")
@@ -179,7 +195,13 @@ class RunStore:
     def load_rows(self, folder: Path) -> list[dict[str, Any]]:
         from datasets import load_from_disk
 
-        return load_from_disk(str(folder)).to_list()
+        try:
+            return load_from_disk(str(folder)).to_list()
+        except Exception as err:  # pyarrow and datasets raise many kinds for a damaged folder
+            raise RunStoreError(
+                f"the dataset {folder} is missing or damaged ({type(err).__name__}); restart "
+                "that round with `selfloop resume RUN --from-round K`"
+            ) from None
 
     def dataset(self, k: int, name: str) -> Path:
         return self.round_dir(k) / name

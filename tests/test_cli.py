@@ -219,3 +219,42 @@ def test_run_with_empty_seed_file(tmp_path: Path, capsys) -> None:
     assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
     assert "holds no instructions" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path: Path, capsys) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.toml").write_text("[run]\n")
+    (project / "notes.txt").write_text("keep me")
+    argv = ["run", str(REPO / "config.toml"), "--run-dir", str(project), "--overwrite"]
+    assert main(argv) == 2
+    assert "is not a run folder" in capsys.readouterr().err
+    assert (project / "notes.txt").read_text() == "keep me"
+    assert main(["inspect", str(project)]) == 2
+
+
+def test_damaged_run_files_give_a_message_not_a_traceback(run_dir: Path, capsys) -> None:
+    (run_dir / "round_001" / "metrics.json").write_text("{")
+    assert main(["inspect", str(run_dir)]) == 2
+    assert "metrics.json is missing or damaged" in capsys.readouterr().err
+    (run_dir / "round_001" / "metrics.json").write_text('{"round": 1}')
+    assert main(["inspect", str(run_dir)]) == 2
+    assert "--from-round 1" in capsys.readouterr().err
+    for arrow in (run_dir / "round_002" / "candidates").glob("*.arrow"):
+        arrow.write_bytes(b"broken")
+    assert main(["show", str(run_dir), "--round", "2"]) == 2
+    assert "is missing or damaged" in capsys.readouterr().err
+
+
+def test_show_names_the_critics_when_asked_for_an_unknown_one(run_dir: Path, capsys) -> None:
+    assert main(["show", str(run_dir), "--round", "1", "--rejected", "--critic", "nosuch"]) == 2
+    assert "this run's critics are rules, quality, persona, dedup" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["run", "--rounds", "0"], ["show", "x", "--round", "1", "--limit", "-3"]]
+)
+def test_counts_below_one_are_refused(argv) -> None:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2

@@ -81,13 +81,21 @@ def test_bad_json_line_names_the_line_number(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "line", ['{"prompt": "no instruction here"}', '{"instruction": "   "}', '["a", "list"]']
+    "line, message",
+    [
+        ('{"prompt": "no instruction here"}', "an 'instruction' field holding non-empty text"),
+        ('{"instruction": "   "}', "an 'instruction' field holding non-empty text"),
+        ('{"instruction": 42}', "an 'instruction' field holding non-empty text"),
+        ('["a", "list"]', "one JSON object per line is needed, not an array"),
+    ],
 )
-def test_line_without_instruction_names_the_line_number(tmp_path: Path, line: str) -> None:
+def test_line_without_instruction_names_the_line_number(
+    tmp_path: Path, line: str, message: str
+) -> None:
     path = tmp_path / "pool.jsonl"
     path.write_text(f'{{"instruction": "Fine."}}\n{{"instruction": "Also fine."}}\n{line}\n')
 
-    with pytest.raises(ConfigError, match=r"pool\.jsonl:3: a line needs a non-empty 'instruction'"):
+    with pytest.raises(ConfigError, match=rf"pool\.jsonl:3: .*{message}"):
         load_prompts(path, "seed", "generate.seed_file")
 
 

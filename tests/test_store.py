@@ -46,9 +46,12 @@ def test_create_freezes_the_config(store: RunStore) -> None:
     assert store.frozen_config() == "[run]\nname = 'x'\n"
 
 
-def test_require_refuses_a_folder_without_config(tmp_path: Path) -> None:
-    with pytest.raises(RunStoreError, match=r"no run at .*empty \(it has no config\.toml\)"):
+def test_require_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(RunStoreError, match=r"no run at .*empty \(it has no selfloop-run\.json"):
         RunStore(tmp_path / "empty").require()
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "config.toml").write_text("[run]\n")
+    assert not RunStore(tmp_path / "project").exists()
 
 
 # ---- datasets ------------------------------------------------------------------------------------
