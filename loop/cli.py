@@ -132,42 +132,29 @@ def _fmt(value: float | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]], target: str) -> str:
-    head = [
-        "round",
-        "status",
-        "cand",
-        "surv",
-        "rejected by",
-        "mean scores",
-        f"{target} base",
-        "adapter",
-        "quality base",
-        "adapter",
-        "gen s",
-        "crit s",
-        "train s",
-        "eval s",
-    ]
+    metrics = list(dict.fromkeys([target, "quality"]))
+    head = ["round", "status", "cand", "surv", "rejected by", "mean scores"]
+    head += [f"{metric} {arm}" for metric in metrics for arm in ("base", "adapter")]
+    head += ["loops", "gen s", "crit s", "train s", "eval s"]
     body = []
     for m in rows:
         ev, sec = m.get("eval", {}), m.get("seconds", {})
         rejected = " ".join(f"{k}:{v}" for k, v in m["rejected_by"].items() if v)
         scores = " ".join(f"{k}:{v:.2f}" for k, v in m["scores"].items())
-        body.append(
-            [
-                str(m["round"]),
-                m["status"],
-                str(m["candidates"]),
-                str(m["survivors"]),
-                rejected or "-",
-                scores,
-                _fmt(ev.get("base", {}).get(target)),
-                _fmt(ev.get("adapter", {}).get(target)),
-                _fmt(ev.get("base", {}).get("quality")),
-                _fmt(ev.get("adapter", {}).get("quality")),
-                *(f"{sec.get(s, 0):.0f}" for s in ("generate", "critique", "train", "evaluate")),
-            ]
-        )
+        row = [
+            str(m["round"]),
+            m["status"],
+            str(m["candidates"]),
+            str(m["survivors"]),
+            rejected or "-",
+            scores,
+        ]
+        row += [
+            _fmt(ev.get(arm, {}).get(metric)) for metric in metrics for arm in ("base", "adapter")
+        ]
+        row.append(_fmt(ev.get("adapter", {}).get("degenerate")))
+        row += [f"{sec.get(s, 0):.0f}" for s in ("generate", "critique", "train", "evaluate")]
+        body.append(row)
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
     lines.insert(1, "-+-".join("-" * w for w in widths))
@@ -210,16 +197,19 @@ def cmd_show(args: argparse.Namespace) -> int:
             rows = [r for r in rows if r["rejected_by"] == args.critic]
     else:
         rows = [r for r in rows if r["survivor"]]
-    if args.critic and args.critic not in cfg.critics:
+    if args.critic and not args.rejected:
+        raise UserError("--critic filters rejected candidates: add --rejected")
+    if args.critic and args.critic not in [*cfg.critics, "budget"]:
         raise RunStoreError(
-            f"--critic {args.critic}: this run's critics are {', '.join(cfg.critics)}"
+            f"--critic {args.critic}: this run's critics are {', '.join(cfg.critics)} "
+            "(and 'budget')"
         )
     rows.sort(key=lambda r: -r["combined_score"])
     critics = [name for name in cfg.critics if f"{name}_score" in (rows[0] if rows else {})]
     kind = "rejected" if args.rejected else "survivors"
-    print(
-        f"round {args.round} | {len(rows)} {kind}" + (f" (by {args.critic})" if args.critic else "")
-    )
+    by = f" (by {args.critic})" if args.critic else ""
+    shown = f", showing the best {args.limit} (--limit)" if len(rows) > args.limit else ""
+    print(f"round {args.round} | {len(rows)} {kind}{by}{shown}")
     for r in rows[: args.limit]:
         verdict = f"rejected by {r['rejected_by']}" if r["rejected_by"] else "survivor"
         print(f"\n[{r['id']}] {verdict} | combined {r['combined_score']:.3f} | {r['source']}")

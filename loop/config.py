@@ -311,10 +311,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: malformed TOML: {err}") from None
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    cfg = parse_config(data, str(path))  # the file must be valid by itself
     for dotted, value in (overrides or {}).items():
         section, key = dotted.split(".", 1)
         data.setdefault(section, {})[key] = value
-    cfg = parse_config(data, str(path))
+    if overrides:
+        cfg = parse_config(data, str(path))
     cfg = _resolve_paths(cfg, path.resolve().parent)
     for label, file in (
         ("generate.seed_file", cfg.generate.seed_file),
