@@ -160,6 +160,9 @@ class EvalConfig(Section):
 
 class GateConfig(Section):
     tolerance: float = Field(0.0, ge=0.0, description="how far below the best a round may fall")
+    max_loops: float = Field(
+        0.5, ge=0.0, le=1.0, description="largest share of looping held-out answers accepted"
+    )
 
 
 class ActorsConfig(Section):

@@ -445,6 +445,9 @@ class RoundRunner:
             )
         if train.get("diverged"):
             return "rejected", "training loss was not finite; the previous adapter stays"
+        loops, limit = ev["eval"]["adapter"].get("degenerate", 0.0), self.cfg.gate.max_loops
+        if loops > limit:
+            return "rejected", f"{loops:.0%} of held-out answers loop (gate.max_loops {limit:.0%})"
         t, tol = self.cfg.eval.target, self.cfg.gate.tolerance
         value, best = ev["eval"]["adapter"][t], self.best_target(k)
         if value < best - tol:

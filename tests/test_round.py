@@ -78,3 +78,11 @@ def test_next_round_starts_from_the_last_accepted_adapter(runner: RoundRunner) -
     commit(runner, 3, "skipped", 0.0)
     assert runner.accepted_adapter(before=4) == str(runner.store.round_dir(1) / "adapter")
     assert runner.best_target(before=4) == 0.5
+
+
+def test_gate_rejects_an_adapter_whose_answers_loop(runner: RoundRunner) -> None:
+    recs = records(0.9)
+    recs["evaluate"]["eval"]["adapter"]["degenerate"] = 0.75
+    status, reason = runner._gate(1, recs)
+    assert status == "rejected"
+    assert reason == "75% of held-out answers loop (gate.max_loops 50%)"
