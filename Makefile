@@ -18,9 +18,10 @@ demo: install
 	selfloop run config.toml --rounds $(ROUNDS) --run-dir runs/demo --overwrite
 	selfloop inspect runs/demo
 
+# pytest exits 5 when it collected no test: make fails then too, and says why.
 test: install
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest || { rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc; }
 
 lint:
 	$(PYTHON) -m ruff check .
