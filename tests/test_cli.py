@@ -155,7 +155,10 @@ def test_run_refuses_an_existing_run_folder(run_dir: Path, capsys) -> None:
             "did you mean 'prompts_per_round'",
         ),
         (lambda t: t.replace("rounds = 3", 'rounds = "three"'), "run.rounds"),
-        (lambda t: t.replace("[run]", "[run"), "malformed TOML"),
+        (
+            lambda t: t.replace("[run]", "[run"),
+            "malformed TOML: Expected ']' at the end of a table declaration (at line 5, column 5)",
+        ),
         (
             lambda t: t.replace(
                 'seed_file = "generators/data/seeds.jsonl"', 'seed_file = "nowhere.jsonl"'
