@@ -183,6 +183,31 @@ class Policy:
                 out.append((float(picked.sum()), len(c)))
         return out
 
+    @torch.no_grad()
+    def text_logprobs(self, texts: Sequence[str], batch_size: int = 16) -> list[tuple[float, int]]:
+        """(sum of log-probabilities, token count) of each plain text, chat template not applied.
+        The text follows the BOS token where the tokenizer has one, so every token is scored;
+        without one the first token has no context and is left out."""
+        bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        out: list[tuple[float, int]] = []
+        for start in range(0, len(texts), batch_size):
+            seqs = [bos + self._ids(t) for t in texts[start : start + batch_size]]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id)
+            mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            for b, seq in enumerate(seqs):
+                ids[b, : len(seq)] = torch.tensor(seq)
+                mask[b, : len(seq)] = 1
+            logits = self.model(input_ids=ids, attention_mask=mask).logits  # (batch, seq, vocab)
+            for b, seq in enumerate(seqs):
+                if len(seq) < 2:
+                    out.append((0.0, 0))
+                    continue
+                rows = logits[b, : len(seq) - 1].float().log_softmax(-1)
+                picked = rows.gather(-1, torch.tensor(seq[1:]).unsqueeze(-1))
+                out.append((float(picked.sum()), len(seq) - 1))
+        return out
+
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

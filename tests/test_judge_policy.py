@@ -241,3 +241,16 @@ def test_after_set_adapter_all_parameters_require_grad(
     assert all(p.requires_grad for p in policy.model.parameters())
     assert not any("lora" in name for name, _ in policy.model.named_parameters())
     assert policy.model.config.use_cache is True
+
+
+def test_text_logprobs_match_a_manual_forward_and_ignore_padding(policy: Policy) -> None:
+    texts = ["The cat sat on the mat.", "Hi"]
+    got = policy.text_logprobs(texts)
+    ids = [policy.tokenizer.bos_token_id] + policy._ids(texts[0])
+    with torch.no_grad():
+        logits = policy.model(input_ids=torch.tensor([ids])).logits[0].float().log_softmax(-1)
+    manual = sum(float(logits[t - 1, ids[t]]) for t in range(1, len(ids)))
+    assert got[0][1] == len(ids) - 1
+    assert math.isclose(got[0][0], manual, rel_tol=1e-4)
+    # the short text padded in a batch scores as it does alone
+    assert math.isclose(got[1][0], policy.text_logprobs(["Hi"])[0][0], rel_tol=1e-4)
