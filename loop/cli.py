@@ -33,10 +33,12 @@ def _round_line(m: dict[str, Any], target: str) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from loop.config import load_config
+    from loop.config import load_config, parse_override
     from loop.driver import default_run_dir, execute, load_inputs, prepare_new_run
 
-    overrides = {"run.rounds": args.rounds} if args.rounds is not None else {}
+    overrides = dict(parse_override(item) for item in args.set)
+    if args.rounds is not None:
+        overrides["run.rounds"] = args.rounds
     cfg = load_config(args.config, overrides)
     inputs = load_inputs(cfg)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
@@ -242,6 +244,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-dir", help="run folder (default: run.runs_dir/run.name)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set generate.seed_file=my.jsonl (repeatable)",
+    )
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a run, or branch it from an earlier round")

@@ -316,8 +316,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     cfg = parse_config(data, str(path))  # the file must be valid by itself
     for dotted, value in (overrides or {}).items():
-        section, key = dotted.split(".", 1)
-        data.setdefault(section, {})[key] = value
+        *tables, key = dotted.split(".")
+        table = data
+        for part in tables:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"--set {dotted}: '{part}' is a value, not a table")
+        table[key] = value
     if overrides:
         cfg = parse_config(data, str(path))
     cfg = _resolve_paths(cfg, path.resolve().parent)
@@ -328,6 +333,20 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
         if not Path(file).is_file():
             raise ConfigError(f"{path}: '{label}' names a file that does not exist: {file}")
     return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` from the command line. VALUE is read as a TOML value (numbers, booleans,
+    quoted strings, arrays); anything that is not one is taken as a plain string, so paths need
+    no quotes."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not all(key.strip().split(".")):
+        raise ConfigError(f"--set {text!r}: write KEY=VALUE, for example --set train.epochs=1")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
 
 
 def dump_config(cfg: Config) -> str:

@@ -261,3 +261,18 @@ def test_counts_below_one_are_refused(argv) -> None:
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 2
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("train.epochs", "write KEY=VALUE"),
+        ("train.epochz=1", "did you mean 'epochs'"),
+        ("generate.seed_file=nowhere.jsonl", "generate.seed_file"),
+    ],
+)
+def test_run_with_a_bad_set_writes_nothing(tmp_path: Path, capsys, setting, message) -> None:
+    out = tmp_path / "out"
+    assert main(["run", str(REPO / "config.toml"), "--run-dir", str(out), "--set", setting]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()

@@ -17,6 +17,7 @@ from loop.config import (
     RulesCriticConfig,
     dump_config,
     load_config,
+    parse_override,
 )
 from loop.errors import ConfigError
 from loop.models import resolve_model
@@ -128,6 +129,39 @@ def test_overrides_replace_file_values(write_config: Callable[..., Path]) -> Non
 
     assert cfg.run.rounds == 7
     assert cfg.select.budget == 5
+
+
+def test_overrides_reach_nested_critic_tables(write_config: Callable[..., Path]) -> None:
+    cfg = load_config(write_config(), {"critics.quality.threshold": 0.3, "train.epochs": 1.5})
+
+    assert cfg.critics["quality"].threshold == 0.3
+    assert cfg.train.epochs == 1.5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("train.epochs=3", ("train.epochs", 3)),
+        ("generate.temperature=0.5", ("generate.temperature", 0.5)),
+        ("generate.trim_truncated=false", ("generate.trim_truncated", False)),
+        ("generate.seed_file=data/my seeds.jsonl", ("generate.seed_file", "data/my seeds.jsonl")),
+        ('run.name="x"', ("run.name", "x")),
+        ('train.target_modules=["q_proj"]', ("train.target_modules", ["q_proj"])),
+    ],
+)
+def test_parse_override_reads_toml_values_and_plain_strings(text: str, expected: tuple) -> None:
+    assert parse_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["train.epochs", "=3", "train..epochs=3"])
+def test_parse_override_rejects_what_is_not_key_value(text: str) -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_override(text)
+
+
+def test_override_into_a_value_is_an_error(write_config: Callable[..., Path]) -> None:
+    with pytest.raises(ConfigError, match="'epochs' is a value, not a table"):
+        load_config(write_config(), {"train.epochs.x": 1})
 
 
 def test_dumped_config_loads_back_equal(repo_root: Path, tmp_path: Path) -> None:
