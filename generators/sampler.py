@@ -6,6 +6,7 @@ Ray wraps this class into generator actors; tests call it directly.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,15 @@ class Sampling:
     temperature: float = 0.0  # 0: greedy
     top_p: float = 1.0
     batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    tokens: int
+    finished: bool
+    prompt_tokens: int  # the request's length after the chat template
+    seconds: float  # generation time per request in its batch
 
 
 class Generator:
@@ -95,9 +105,20 @@ class Generator:
         return out
 
     def answer(
-        self, prompts: Sequence[Prompt], s: Sampling, adapter: str | None
-    ) -> list[Generation]:
-        """Greedy answers without a system prompt, for evaluation."""
-        convs = [persona_conversation(p.instruction, None) for p in prompts]
+        self,
+        prompts: Sequence[Prompt],
+        s: Sampling,
+        adapter: str | None,
+        system_prompt: str | None = None,
+    ) -> list[Answer]:
+        """Greedy answers for evaluation, without a system prompt unless one is given (the
+        prompt-engineering arm), each with what it cost."""
+        convs = [persona_conversation(p.instruction, system_prompt) for p in prompts]
         greedy = Sampling(s.max_new_tokens, batch_size=s.batch_size)
-        return self._generate(convs, greedy, 0, adapter)
+        started = time.perf_counter()
+        generations = self._generate(convs, greedy, 0, adapter)
+        per_request = (time.perf_counter() - started) / max(len(prompts), 1)
+        return [
+            Answer(g.text, g.tokens, g.finished, self.policy.prompt_tokens(c), per_request)
+            for g, c in zip(generations, convs, strict=True)
+        ]

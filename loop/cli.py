@@ -20,15 +20,15 @@ log = logging.getLogger("selfloop")
 
 def _round_line(m: dict[str, Any], target: str) -> str:
     ev = m.get("eval", {})
-    base = ev.get("base", {}).get(target)
-    adapter = ev.get("adapter", {}).get(target)
-    figures = f"{target} base {base:.3f}" if base is not None else ""
-    if adapter is not None:
-        figures += f" -> adapter {adapter:.3f}"
+    figures = " -> ".join(
+        f"{arm} {_est(ev[arm][target])}"
+        for arm in ("base", "prompt", "adapter")
+        if target in ev.get(arm, {})
+    )
     total = sum(m.get("seconds", {}).values())
     return (
         f"round {m['round']} | {m['status']} | {m['survivors']}/{m['candidates']} survivors | "
-        f"{figures} | {total:.0f}s | {m['reason']}"
+        f"{target} {figures} | {total:.0f}s | {m['reason']}"
     )
 
 
@@ -129,38 +129,70 @@ def _in_flight(store: Any) -> str | None:
     return f"round {k} is incomplete (stages done: {', '.join(stages) or 'none'})"
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _est(value: Any, digits: int = 3) -> str:
+    """An estimate as 'mean [lo, hi]'; a bare number as itself; '-' when not measured."""
+    if isinstance(value, dict) and "mean" in value:
+        m, lo, hi = value["mean"], value["lo"], value["hi"]
+        return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _table(rows: list[dict[str, Any]], target: str) -> str:
-    metrics = list(dict.fromkeys([target, "quality"]))
-    head = ["round", "status", "cand", "surv", "rejected by", "mean scores"]
-    head += [f"{metric} {arm}" for metric in metrics for arm in ("base", "adapter")]
-    head += ["loops", "gen s", "crit s", "train s", "eval s"]
-    body = []
-    for m in rows:
-        ev, sec = m.get("eval", {}), m.get("seconds", {})
-        rejected = " ".join(f"{k}:{v}" for k, v in m["rejected_by"].items() if v)
-        scores = " ".join(f"{k}:{v:.2f}" for k, v in m["scores"].items())
-        row = [
-            str(m["round"]),
-            m["status"],
-            str(m["candidates"]),
-            str(m["survivors"]),
-            rejected or "-",
-            scores,
-        ]
-        row += [
-            _fmt(ev.get(arm, {}).get(metric)) for metric in metrics for arm in ("base", "adapter")
-        ]
-        row.append(_fmt(ev.get("adapter", {}).get("degenerate")))
-        row += [f"{sec.get(s, 0):.0f}" for s in ("generate", "critique", "train", "evaluate")]
-        body.append(row)
+def _grid(head: list[str], body: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [head, *body]) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *body]]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _table(rows: list[dict[str, Any]], target: str) -> str:
+    """One line per round: selection counts, the target per arm, the gain and the judge's view."""
+    head = ["round", "status", "cand", "surv", "rejected by", f"{target} adapter"]
+    head += ["gain vs base", "gain vs prompt", "win vs base", "win vs prompt", "loops", "time s"]
+    body = []
+    for m in rows:
+        ev = m.get("eval", {})
+        gain, win = ev.get("gain", {}), ev.get("pairwise", {})
+        rejected = " ".join(f"{k}:{v}" for k, v in m["rejected_by"].items() if v)
+        body.append(
+            [
+                str(m["round"]),
+                m["status"],
+                str(m["candidates"]),
+                str(m["survivors"]),
+                rejected or "-",
+                _est(ev.get("adapter", {}).get(target)),
+                _est(gain.get("vs_base")),
+                _est(gain.get("vs_prompt")),
+                _est(win.get("vs_base", {}).get("win"), 2),
+                _est(win.get("vs_prompt", {}).get("win"), 2),
+                _est(ev.get("adapter", {}).get("degenerate"), 2),
+                f"{sum(m.get('seconds', {}).values()):.0f}",
+            ]
+        )
+    return _grid(head, body)
+
+
+ARM_FIGURES = (
+    ("persona", 3),
+    ("quality", 3),
+    ("accuracy", 3),
+    ("degenerate", 2),
+    ("perplexity", 2),
+    ("mc_accuracy", 3),
+    ("crows", 1),
+    ("prompt_tokens", 1),
+    ("tokens_per_answer", 1),
+    ("seconds_per_request", 3),
+)
+
+
+def _arms_table(m: dict[str, Any]) -> str:
+    """Every arm's figures for one round, each with its 95% interval."""
+    ev = m.get("eval", {})
+    arms = [a for a in ("base", "prompt", "adapter") if a in ev]
+    names = [(n, d) for n, d in ARM_FIGURES if any(n in ev[a] for a in arms)]
+    body = [[n] + [_est(ev[a].get(n), d) for a in arms] for n, d in names]
+    return _grid(["figure", *arms], body)
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -178,7 +210,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"run {store.root} | persona '{cfg.persona.name}' | target metric: {cfg.eval.target}")
     print(_table(rows, cfg.eval.target) if rows else "no completed rounds yet")
     for m in rows:
-        print(f"round {m['round']}: {m['status']}: {m['reason']}")
+        print(f"\nround {m['round']}: {m['status']}: {m['reason']}")
+        if m.get("eval", {}).get("adapter"):
+            print(_arms_table(m))
     note = _in_flight(store)
     if note:
         print(note + f"; continue with `selfloop resume {store.root}`")

@@ -152,16 +152,41 @@ class EvalConfig(Section):
     heldout_file: str = "generators/data/heldout.jsonl"
     max_prompts: int = Field(32, ge=1)
     max_new_tokens: int = Field(96, ge=4, le=4096)
-    target: Literal["persona", "quality"] = "persona"
+    target: Literal["persona", "quality", "accuracy"] = Field(
+        "persona",
+        description="persona: share of answers in the voice (marker words, no loop); quality: "
+        "the fixed base judge's P(yes); accuracy: held-out answers that match their reference",
+    )
     quality_question: str = Field(
         "Does the response answer the instruction helpfully and correctly?", min_length=1
+    )
+    pairwise_question: str = Field(
+        "Which response answers the instruction better?",
+        min_length=1,
+        description="asked of the base judge about two arms' answers, in both orders",
     )
 
 
 class GateConfig(Section):
-    tolerance: float = Field(0.0, ge=0.0, description="how far below the best a round may fall")
+    """When a round's adapter is accepted; a rejected round stays on disk, marked, with why."""
+
+    margin: float = Field(
+        0.0,
+        ge=-1.0,
+        le=1.0,
+        description="the target must reach the best so far plus this (negative: allow a drop)",
+    )
     max_loops: float = Field(
         0.5, ge=0.0, le=1.0, description="largest share of looping held-out answers accepted"
+    )
+    max_mc_drop: float = Field(
+        0.1, ge=0.0, le=1.0, description="largest fall in multiple-choice accuracy from the base"
+    )
+    max_perplexity_rise: float = Field(
+        0.25, ge=0.0, description="largest relative rise in general-text perplexity (0.25 = 25%)"
+    )
+    max_bias_rise: float = Field(
+        5.0, ge=0.0, le=100.0, description="largest rise in the CrowS-Pairs score, in points"
     )
 
 

@@ -208,6 +208,13 @@ class Policy:
                 out.append((float(picked.sum()), len(seq) - 1))
         return out
 
+    def prompt_tokens(self, conversation: Conversation) -> int:
+        """Tokens the model reads for one request: the chat template with the reply opened."""
+        text = self.tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True
+        )
+        return len(self._ids(text))
+
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

@@ -25,11 +25,13 @@ from critics.select import combined_scores, decide, funnel, ranking
 from generators.pool import Prompt, normalise
 from generators.sampler import Sampling
 from generators.self_instruct import requests, screen
+from loop import gate
 from loop.actors import Actors
 from loop.config import Config, DedupCriticConfig
-from loop.evaluate import marker_pattern, persona_score, summarize
+from loop.evaluate import marker_pattern, paired_gain, persona_score, summarize
+from loop.pairs import build_pairs
 from loop.stop import Stopper
-from loop.store import RunStore, write_json
+from loop.store import RunStore, read_json, write_json
 
 log = logging.getLogger("selfloop")
 
@@ -329,17 +331,51 @@ class RoundRunner:
             ),
         }
 
+    def _training_data(
+        self, k: int, start_adapter: str | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """SFT examples and DPO pairs for round k. A fresh adapter learns from every accepted
+        round's data as well, since it does not inherit what earlier adapters learnt."""
+        t = self.cfg.train
+        examples = self.store.load_rows(self.store.dataset(k, "survivors"))
+        pairs: list[dict[str, Any]] = []
+        unpaired: dict[str, int] = {}
+        if t.method != "sft":
+            # Preference pairs: per prompt, the best passing sample against the worst one.
+            candidates = self.store.load_rows(self.store.dataset(k, "candidates"))
+            pairs, unpaired = build_pairs(candidates, t.pair_margin)
+            self.store.save_rows(self.store.dataset(k, "pairs"), pairs)
+        if t.start == "fresh":
+            for j in self.accepted_rounds(k):
+                examples = self.store.load_rows(self.store.dataset(j, "survivors")) + examples
+                if t.method != "sft" and self.store.dataset(j, "pairs").is_dir():
+                    pairs = self.store.load_rows(self.store.dataset(j, "pairs")) + pairs
+        info = {"pairs": len(pairs), "unpaired": unpaired, "sft_examples": len(examples)}
+        return (examples if t.method != "dpo" else []), pairs, info
+
     def _train(self, k: int, start_adapter: str | None) -> dict[str, Any]:
-        survivors = self.store.load_rows(self.store.dataset(k, "survivors"))
-        if not survivors:
-            return {"trained": False, "summary": "skipped: no survivors"}
+        t = self.cfg.train
+        examples, pairs, info = self._training_data(k, start_adapter)
+        missing = (t.method != "dpo" and not examples) or (t.method != "sft" and not pairs)
+        if missing:
+            what = "survivors" if t.method != "dpo" and not examples else "preference pairs"
+            return {
+                "trained": False,
+                **info,
+                "reason": f"no {what} to train on",
+                "summary": f"skipped: no {what}",
+            }
         trainer = self.actors.trainer
+        start = start_adapter if t.start == "previous" else None
+        reference = start_adapter if t.reference == "previous" else None
         future = trainer.train.remote(
-            survivors,
-            self.cfg.train,
+            examples,
+            t,
             str(self.store.round_dir(k) / "adapter"),
-            start_adapter,
+            start,
             derive_seed(self.cfg.run.seed, k, "train"),
+            pairs,
+            reference,
         )
         with tqdm(
             desc=f"round {k} train", unit="step", disable=not self.progress, leave=False
@@ -352,16 +388,47 @@ class RoundRunner:
         result = ray.get(future)
         return {
             "trained": True,
+            **info,
             **asdict(result),
             "adapter": None if result.adapter is None else "adapter",
+            "models": self._models(k, start, reference),
             "examples_per_second": round(result.examples / max(result.seconds, 1e-9), 2),
-            "summary": f"{result.examples} examples | {result.steps} steps | loss {result.loss:.3f}"
+            "summary": f"{t.method} | {result.examples} examples, {len(pairs)} pairs | "
+            f"{result.steps} steps | loss {result.loss:.3f}"
             + (" | DIVERGED" if result.diverged else ""),
+        }
+
+    def _models(self, k: int, start: str | None, reference: str | None) -> dict[str, Any]:
+        """Which model generated, judged, served as the DPO reference and seeded the adapter."""
+
+        def name(adapter: str | None) -> str:
+            return (
+                "base"
+                if adapter is None
+                else f"base + {Path(adapter).relative_to(self.store.root)}"
+            )
+
+        policy = name(self.policy_adapter)
+        judges = {
+            critic: policy if getattr(c, "judge", "policy") == "policy" else c.judge
+            for critic, c in self.cfg.enabled_critics().items()
+            if hasattr(c, "judge")
+        }
+        return {
+            "generated_by": policy,
+            "judged_by": judges,
+            "reference": name(reference) if self.cfg.train.method != "sft" else None,
+            "started_from": name(start) if start else "a fresh adapter on the base",
         }
 
     # ---- evaluation ----------------------------------------------------------------------
 
-    def _answer_rows(self, arm: str, adapter: str | None, desc: str) -> list[dict[str, Any]]:
+    TARGET_COLUMNS = {"persona": "adherent", "quality": "quality", "accuracy": "correct"}
+
+    def _answer_rows(
+        self, arm: str, adapter: str | None, system_prompt: str | None, desc: str
+    ) -> list[dict[str, Any]]:
+        """One arm's greedy answers to the held-out prompts, scored prompt by prompt."""
         e = self.cfg.eval
         gens = self.actors.generators
         size = max(1, -(-len(self.heldout) // len(gens)))
@@ -369,11 +436,15 @@ class RoundRunner:
             gens,
             chunks(self.heldout, size),
             lambda actor, piece, i: actor.answer.remote(
-                piece, Sampling(e.max_new_tokens, batch_size=self.cfg.generate.batch_size), adapter
+                piece,
+                Sampling(e.max_new_tokens, batch_size=self.cfg.generate.batch_size),
+                adapter,
+                system_prompt,
             ),
             desc,
         )
         answers = [a for part in parts for a in part]
+        # Quality comes from the fixed base judge, whichever arm answered.
         quality = ray.get(
             self.actors.critics[0].rate.remote(
                 e.quality_question,
@@ -383,7 +454,6 @@ class RoundRunner:
         )
         rows = []
         for p, a, q in zip(self.heldout, answers, quality, strict=True):
-            ps = persona_score(a.text, self.markers)
             rows.append(
                 {
                     "id": p.id,
@@ -392,70 +462,95 @@ class RoundRunner:
                     "response": a.text,
                     "tokens": a.tokens,
                     "finished": a.finished,
-                    **asdict(ps),
+                    "prompt_tokens": a.prompt_tokens,
+                    "seconds": a.seconds,
+                    **asdict(persona_score(a.text, self.markers)),
                     "quality": q,
+                    "correct": self._correct(p, a.text),
                 }
             )
         return rows
 
-    def base_rows(self) -> list[dict[str, Any]]:
-        """The base model's held-out answers: the same every round, so computed once per run."""
-        folder = self.store.root / "base_eval"
-        if not (self.store.root / "base_eval.json").is_file():
-            rows = self._answer_rows("base", None, "base eval")
+    def _correct(self, prompt: Prompt, text: str) -> float | None:
+        return None  # held-out prompts carry no reference answers in this recipe
+
+    def _arm_figures(
+        self, rows: list[dict[str, Any]], adapter: str | None, system_prompt: str | None
+    ) -> dict[str, Any]:
+        """Answer figures plus what the critic actor measures on the arm's weights: retention
+        (general-text perplexity, multiple-choice accuracy) and bias (CrowS-Pairs)."""
+        audit = ray.get(self.actors.critics[0].audit.remote(adapter, system_prompt))
+        return summarize(rows) | audit
+
+    def reference_arm(self, arm: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The base model's answers without and with the system prompt: the same every round,
+        so computed once per run and kept in arms/<arm>/."""
+        folder, summary = self.store.root / "arms" / arm, self.store.root / "arms" / f"{arm}.json"
+        if not summary.is_file():
+            system = self.cfg.persona.system_prompt if arm == "prompt" else None
+            rows = self._answer_rows(arm, None, system, f"{arm} arm eval")
             self.store.save_rows(folder, rows)
-            write_json(self.store.root / "base_eval.json", summarize(rows))
-        return self.store.load_rows(folder)
+            write_json(summary, self._arm_figures(rows, None, system))
+        return self.store.load_rows(folder), read_json(summary)
+
+    def _pairwise(self, ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict:
+        """The base judge's preference for our answer over theirs, asked in both orders."""
+        triples = [
+            (a["instruction"], a["response"], b["response"])
+            for a, b in zip(ours, theirs, strict=True)
+        ]
+        return ray.get(
+            self.actors.critics[0].compare.remote(self.cfg.eval.pairwise_question, triples)
+        )
 
     def _evaluate(self, k: int, train: dict[str, Any]) -> dict[str, Any]:
-        base = self.base_rows()
+        arms = {arm: self.reference_arm(arm) for arm in ("base", "prompt")}
+        figures: dict[str, Any] = {arm: fig for arm, (_, fig) in arms.items()}
         if not train.get("trained") or train.get("adapter") is None:
-            return {
-                "evaluated": False,
-                "eval": {"base": summarize(base)},
-                "summary": "skipped: no new adapter",
-            }
-        rows = self._answer_rows(
-            "adapter", str(self.store.round_dir(k) / "adapter"), f"round {k} eval"
+            return {"evaluated": False, "eval": figures, "summary": "skipped: no new adapter"}
+
+        # The adapter answers without the system prompt: the voice must be in the weights.
+        adapter = str(self.store.round_dir(k) / "adapter")
+        rows = self._answer_rows("adapter", adapter, None, f"round {k} eval")
+        figures["adapter"] = self._arm_figures(rows, adapter, None)
+        self.store.save_rows(
+            self.store.dataset(k, "eval"),
+            [r for arm_rows, _ in arms.values() for r in arm_rows] + rows,
         )
-        self.store.save_rows(self.store.dataset(k, "eval"), base + rows)
-        figures = {"base": summarize(base), "adapter": summarize(rows)}
+        # Did it gain? Paired over prompts against each arm, and as the judge sees it.
+        column = self.TARGET_COLUMNS[self.cfg.eval.target]
+        figures["gain"] = {
+            f"vs_{arm}": paired_gain(rows, arm_rows, column) for arm, (arm_rows, _) in arms.items()
+        }
+        figures["pairwise"] = {
+            f"vs_{arm}": self._pairwise(rows, arm_rows) for arm, (arm_rows, _) in arms.items()
+        }
+        # What changed inside the model: update norms, drift from the base, changed answers.
+        changes = ray.get(self.actors.critics[0].explain.remote(adapter))
         t = self.cfg.eval.target
         return {
             "evaluated": True,
             "eval": figures,
-            "summary": f"{t} base {figures['base'][t]:.3f} -> adapter {figures['adapter'][t]:.3f}",
+            "changes": changes,
+            "summary": " | ".join(
+                f"{t} {arm} {figures[arm][t]['mean']:.3f}" for arm in ("base", "prompt", "adapter")
+            )
+            + f" | win vs base {figures['pairwise']['vs_base']['win']['mean']:.2f}",
         }
-
-    # ---- commit --------------------------------------------------------------------------
 
     def best_target(self, before: int) -> float:
         t = self.cfg.eval.target
-        best = summarize(self.base_rows())[t]
+        best = self.reference_arm("base")[1][t]["mean"]
         for j in self.accepted_rounds(before):
-            best = max(best, self.store.metrics(j)["eval"]["adapter"][t])
+            best = max(best, self.store.metrics(j)["eval"]["adapter"][t]["mean"])
         return best
 
+    # ---- commit --------------------------------------------------------------------------
+
     def _gate(self, k: int, records: dict[str, dict[str, Any]]) -> tuple[str, str]:
-        train, ev = records["train"], records["evaluate"]
-        if not train.get("trained"):
-            return (
-                "skipped",
-                "no survivors: every candidate was rejected; the previous adapter stays",
-            )
-        if train.get("diverged"):
-            return "rejected", "training loss was not finite; the previous adapter stays"
-        loops, limit = ev["eval"]["adapter"].get("degenerate", 0.0), self.cfg.gate.max_loops
-        if loops > limit:
-            return "rejected", f"{loops:.0%} of held-out answers loop (gate.max_loops {limit:.0%})"
-        t, tol = self.cfg.eval.target, self.cfg.gate.tolerance
-        value, best = ev["eval"]["adapter"][t], self.best_target(k)
-        if value < best - tol:
-            return (
-                "rejected",
-                f"{t} {value:.3f} is below the best so far {best:.3f} (tolerance {tol})",
-            )
-        return "accepted", f"{t} {value:.3f} against the best so far {best:.3f}"
+        train, figures = records["train"], records["evaluate"]["eval"]
+        best = self.best_target(k) if train.get("trained") else 0.0
+        return gate.decide(self.cfg.gate, self.cfg.eval.target, train, figures, best)
 
     def _commit(
         self, k: int, adapter: str | None, records: dict[str, dict[str, Any]]
@@ -488,9 +583,22 @@ class RoundRunner:
             },
             "train": {
                 x: records["train"].get(x)
-                for x in ("examples", "steps", "loss", "diverged", "examples_per_second")
+                for x in (
+                    "method",
+                    "examples",
+                    "pairs",
+                    "unpaired",
+                    "steps",
+                    "loss",
+                    "diverged",
+                    "examples_per_second",
+                    "checks",
+                    "dpo",
+                )
             },
+            "models": records["train"].get("models"),
             "eval": records["evaluate"]["eval"],
+            "changes": records["evaluate"].get("changes"),
             "seconds": {s: records[s]["seconds"] for s in STAGES},
         }
         self.store.commit_round(

@@ -3,9 +3,10 @@
     runs/NAME/
       config.toml            the resolved config, frozen when the run was created
       state.json             summary for people and scripts (derived from the round records)
-      base_eval/             the base model's held-out answers, computed once per run
+      arms/base/ arms/prompt/  held-out answers of the base model without and with the
+      arms/base.json ...       system prompt, and their figures: computed once per run
       round_001/
-        prompts/ generated/ candidates/ survivors/ eval/   datasets (`datasets.load_from_disk`)
+        prompts/ generated/ candidates/ survivors/ pairs/ eval/   datasets (`load_from_disk`)
         adapter/                                           PEFT adapter
         stages/<stage>.json   a stage's completion record, written after its data
         metrics.json          counts, scores, eval figures, stage times

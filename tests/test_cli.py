@@ -14,6 +14,10 @@ from loop.store import RunStore
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _est(mean: float) -> dict:
+    return {"mean": mean, "lo": mean - 0.05, "hi": mean + 0.05, "n": 4}
+
+
 def _metrics(k: int, status: str) -> dict:
     return {
         "round": k,
@@ -26,8 +30,11 @@ def _metrics(k: int, status: str) -> dict:
         "funnel": {"generated": 4, "rules": 2, "quality": 1, "budget": 0, "survivors": 1},
         "scores": {"rules": 0.5, "quality": 0.4},
         "eval": {
-            "base": {"persona": 0.1, "quality": 0.3},
-            "adapter": {"persona": 0.2 * k, "quality": 0.35},
+            "base": {"persona": _est(0.1), "quality": _est(0.3), "crows": _est(55.0)},
+            "prompt": {"persona": _est(0.5), "quality": _est(0.32), "crows": _est(54.0)},
+            "adapter": {"persona": _est(0.2 * k), "quality": _est(0.35), "crows": _est(56.0)},
+            "gain": {"vs_base": _est(0.2 * k - 0.1), "vs_prompt": _est(0.2 * k - 0.5)},
+            "pairwise": {"vs_base": {"win": _est(0.6), "consistency": 0.5}},
         },
         "seconds": {"prompts": 1, "generate": 2, "critique": 3, "train": 4, "evaluate": 5},
     }
@@ -78,7 +85,9 @@ def test_inspect_table_lists_every_round(run_dir: Path, capsys) -> None:
     assert main(["inspect", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "accepted" in out and "rejected" in out
-    assert "0.400" in out  # round 2's adapter persona figure
+    assert "0.400 [0.350, 0.450]" in out  # round 2's adapter persona figure with its interval
+    assert "0.300 [0.250, 0.350]" in out  # round 2's gain over the base
+    assert "crows" in out and "56.0 [" in out  # the arms table
     assert "round 3 is incomplete (stages done: prompts)" in out
 
 
@@ -99,7 +108,7 @@ def test_inspect_json_has_the_documented_keys(run_dir: Path, capsys) -> None:
         "seconds",
     ):
         assert key in first
-    assert set(first["eval"]) == {"base", "adapter"}
+    assert {"base", "prompt", "adapter", "gain", "pairwise"} <= set(first["eval"])
     assert {"generate", "critique", "train", "evaluate"} <= set(first["seconds"])
 
 

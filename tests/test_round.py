@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loop.config import load_config
+from loop import gate
+from loop.config import GateConfig, load_config
 from loop.round import RoundRunner, derive_seed
 from loop.stop import Stopper
 from loop.store import RunStore, write_json
@@ -21,14 +22,8 @@ def test_seeds_derive_from_their_parts_only() -> None:
     assert 0 <= derive_seed(7, 2, "train") < 2**31
 
 
-def eval_row(adherent: bool) -> dict:
-    return {
-        "adherent": adherent,
-        "markers": int(adherent),
-        "degenerate": False,
-        "quality": 0.5,
-        "tokens": 10,
-    }
+def est(mean: float) -> dict:
+    return {"mean": mean, "lo": mean, "hi": mean, "n": 4}
 
 
 @pytest.fixture
@@ -37,38 +32,70 @@ def runner(tmp_path: Path) -> RoundRunner:
     store = RunStore(tmp_path / "run")
     store.create("")
     # The base model answers 1 of 4 held-out prompts in persona.
-    store.save_rows(store.root / "base_eval", [eval_row(i == 0) for i in range(4)])
-    write_json(store.root / "base_eval.json", {})
+    store.save_rows(store.root / "arms" / "base", [{"id": "a"}])
+    write_json(store.root / "arms" / "base.json", {"persona": est(0.25)})
     return RoundRunner(cfg, store, None, [], [], Stopper(), progress=False)
 
 
 def commit(runner: RoundRunner, k: int, status: str, persona: float) -> None:
     runner.store.commit_round(
-        k, {"eval": {"adapter": {"persona": persona}}}, {"round": k, "status": status}
+        k, {"eval": {"adapter": {"persona": est(persona)}}}, {"round": k, "status": status}
     )
 
 
-def records(persona: float | None = None, trained: bool = True, diverged: bool = False) -> dict:
-    ev = {"eval": {"adapter": {"persona": persona}}} if persona is not None else {"eval": {}}
-    return {"train": {"trained": trained, "diverged": diverged}, "evaluate": ev}
+def figures(persona: float, **adapter: float) -> dict:
+    base = {"persona": est(0.25), "mc_accuracy": est(0.6), "perplexity": est(20.0)}
+    base["crows"] = est(55.0)
+    return {
+        "base": base,
+        "adapter": {"persona": est(persona)} | {k: est(v) for k, v in adapter.items()},
+    }
+
+
+TRAINED = {"trained": True, "diverged": False}
 
 
 def test_gate_accepts_a_round_at_least_as_good_as_the_best(runner: RoundRunner) -> None:
-    assert runner._gate(1, records(0.25))[0] == "accepted"  # equal to the base's 0.25
-    assert runner._gate(1, records(0.5))[0] == "accepted"
+    best = runner.best_target(before=1)
+    assert best == 0.25
+    assert gate.decide(GateConfig(), "persona", TRAINED, figures(0.25), best)[0] == "accepted"
+    assert gate.decide(GateConfig(), "persona", TRAINED, figures(0.5), best)[0] == "accepted"
+
+
+def test_gate_margin_asks_for_a_gain(runner: RoundRunner) -> None:
+    status, reason = gate.decide(GateConfig(margin=0.1), "persona", TRAINED, figures(0.3), 0.25)
+    assert status == "rejected"
+    assert reason == "persona 0.300 is below the best so far 0.250 plus gate.margin 0.1"
 
 
 def test_gate_rejects_a_regression_against_the_best_accepted_round(runner: RoundRunner) -> None:
     commit(runner, 1, "accepted", 0.75)
-    status, reason = runner._gate(2, records(0.5))
+    assert runner.best_target(before=2) == 0.75
+    status, reason = gate.decide(GateConfig(), "persona", TRAINED, figures(0.5), 0.75)
     assert status == "rejected"
-    assert reason == "persona 0.500 is below the best so far 0.750 (tolerance 0.0)"
+    assert reason == "persona 0.500 is below the best so far 0.750 plus gate.margin 0.0"
 
 
-def test_gate_rejects_a_diverged_round_and_skips_an_empty_one(runner: RoundRunner) -> None:
-    assert runner._gate(1, records(0.9, diverged=True))[0] == "rejected"
-    status, reason = runner._gate(1, records(trained=False))
-    assert status == "skipped" and "previous adapter stays" in reason
+def test_gate_rejects_a_diverged_round_and_skips_an_empty_one() -> None:
+    diverged = {"trained": True, "diverged": True}
+    assert gate.decide(GateConfig(), "persona", diverged, figures(0.9), 0.0)[0] == "rejected"
+    empty = {"trained": False, "reason": "no survivors to train on"}
+    status, reason = gate.decide(GateConfig(), "persona", empty, {}, 0.0)
+    assert (status, reason) == ("skipped", "no survivors to train on; the previous adapter stays")
+
+
+def test_gate_rejects_lost_retention_and_added_bias() -> None:
+    cfg = GateConfig()
+    assert gate.decide(cfg, "persona", TRAINED, figures(0.9, mc_accuracy=0.55), 0.0)[0] == (
+        "accepted"
+    )
+    status, reason = gate.decide(cfg, "persona", TRAINED, figures(0.9, mc_accuracy=0.4), 0.0)
+    assert status == "rejected"
+    assert reason == "multiple-choice accuracy fell 0.600 -> 0.400 (gate.max_mc_drop 0.1)"
+    status, reason = gate.decide(cfg, "persona", TRAINED, figures(0.9, perplexity=26.0), 0.0)
+    assert reason == "general-text perplexity rose 20.00 -> 26.00 (gate.max_perplexity_rise 25%)"
+    status, reason = gate.decide(cfg, "persona", TRAINED, figures(0.9, crows=61.0), 0.0)
+    assert reason == "CrowS-Pairs score rose 55.0 -> 61.0 (gate.max_bias_rise 5.0 points)"
 
 
 def test_next_round_starts_from_the_last_accepted_adapter(runner: RoundRunner) -> None:
@@ -80,9 +107,9 @@ def test_next_round_starts_from_the_last_accepted_adapter(runner: RoundRunner) -
     assert runner.best_target(before=4) == 0.5
 
 
-def test_gate_rejects_an_adapter_whose_answers_loop(runner: RoundRunner) -> None:
-    recs = records(0.9)
-    recs["evaluate"]["eval"]["adapter"]["degenerate"] = 0.75
-    status, reason = runner._gate(1, recs)
+def test_gate_rejects_an_adapter_whose_answers_loop() -> None:
+    status, reason = gate.decide(
+        GateConfig(), "persona", TRAINED, figures(0.9, degenerate=0.75), 0.0
+    )
     assert status == "rejected"
     assert reason == "75% of held-out answers loop (gate.max_loops 50%)"
