@@ -83,9 +83,9 @@ def test_bad_json_line_names_the_line_number(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "line, message",
     [
-        ('{"prompt": "no instruction here"}', "an 'instruction' field holding non-empty text"),
-        ('{"instruction": "   "}', "an 'instruction' field holding non-empty text"),
-        ('{"instruction": 42}', "an 'instruction' field holding non-empty text"),
+        ('{"prompt": "no instruction here"}', "the 'instruction' field holding non-empty text"),
+        ('{"instruction": "   "}', "the 'instruction' field holding non-empty text"),
+        ('{"instruction": 42}', "the 'instruction' field holding non-empty text"),
         ('["a", "list"]', "one JSON object per line is needed, not an array"),
     ],
 )
