@@ -77,6 +77,11 @@ def _identifier() -> LanguageIdentifier:
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
 
 
+def language_codes() -> list[str]:
+    """The languages py3langid tells apart."""
+    return _identifier().labels
+
+
 def language_of(text: str) -> tuple[str, float]:
     """py3langid's best language (ISO 639 code) for `text` and its probability."""
     lang, confidence = _identifier().classify(text)

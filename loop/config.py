@@ -131,6 +131,15 @@ class RulesCriticConfig(CriticBase):
         5, ge=1, description="shorter responses are not language-checked: they misclassify"
     )
 
+    @field_validator("language")
+    @classmethod
+    def _language_known(cls, v: str) -> str:
+        from critics.rules import language_codes  # loads the language-id model: only when used
+
+        if v and v not in language_codes():
+            raise ValueError(f"unknown language code {v!r}: use an ISO 639-1 code such as 'en'")
+        return v
+
 
 class JudgeCriticConfig(CriticBase):
     """An LLM judge read through its token probabilities: the score is P(yes) for `question`."""

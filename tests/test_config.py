@@ -377,6 +377,7 @@ def test_pairwise_and_verifier_kinds_parse_with_their_defaults(
     [
         ({"kind": "verifier", "checker": "regex"}, "critics.c.checker", "'exact' or 'numeric'"),
         ({"kind": "rules", "language": "English"}, "critics.c.language", "should match pattern"),
+        ({"kind": "rules", "language": "xx"}, "critics.c.language", "unknown language code 'xx'"),
         ({"kind": "rules", "max_words": 0}, "critics.c.max_words", "greater than or equal to 1"),
         ({"kind": "pairwise", "question": ""}, "critics.c.question", "at least 1 character"),
     ],
