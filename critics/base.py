@@ -21,6 +21,7 @@ class Candidate:
     tokens: int
     finished: bool  # the model ended its turn itself
     trimmed: bool = False  # cut at the token limit, then trimmed back to its last full sentence
+    reference: str = ""  # the prompt's reference answer, where the task has a checkable one
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Verdict:
     score: float
     passed: bool
     reason: str
+    # Share of this candidate's pairwise comparisons whose verdict held in both orders;
+    # None for critics that compare nothing.
+    consistent: float | None = None
 
 
 class Critic(Protocol):

@@ -6,7 +6,11 @@ answers: the score is P(yes) / (P(yes) + P(no)) for a yes/no rubric question.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
 
 from critics.base import Candidate, Verdict
 from loop.policy import Conversation, Policy
@@ -45,3 +49,20 @@ class JudgeCritic:
             Verdict(s, s >= self.threshold, f"P(yes)={s:.2f} (threshold {self.threshold:.2f})")
             for s in scores
         ]
+
+
+def length_bias(scores: Sequence[float], lengths: Sequence[float]) -> dict[str, float]:
+    """How far a judge's scores follow response length (in words): Spearman and Pearson
+    correlations over the pairs where both values are finite, with their count `n`.
+
+    A correlation needs 3 pairs and some spread in each input; otherwise it is NaN."""
+    if len(scores) != len(lengths):
+        raise ValueError(f"length_bias: {len(scores)} scores but {len(lengths)} lengths")
+    x, y = np.asarray(scores, dtype=float), np.asarray(lengths, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    out = {"spearman": math.nan, "pearson": math.nan, "n": int(keep.sum())}
+    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        out["spearman"] = float(stats.spearmanr(x, y).statistic)
+        out["pearson"] = float(stats.pearsonr(x, y).statistic)
+    return out

@@ -1,7 +1,9 @@
 """The critic panel: every enabled critic of a run, held by one critic actor.
 
-Per-candidate critics (rules, judges) score shards of candidates in parallel across actors; the
-set-level dedup runs on one actor because it needs the whole round in rank order.
+Per-candidate critics (rules, judges, verifier) score shards of candidates in parallel across
+actors; the set-level dedup runs on one actor because it needs the whole round in rank order. The
+pairwise critic compares the responses to one prompt with each other, so it needs each prompt's
+candidates in one shard: siblings in another shard are not compared.
 """
 
 from __future__ import annotations
@@ -14,13 +16,17 @@ from critics.base import Candidate, Critic, Verdict
 from critics.contrast import ContrastCritic
 from critics.dedup import DedupCritic, Embedder, candidate_text
 from critics.judge import JudgeCritic, p_yes
+from critics.pairwise import PairResult, PairwiseCritic, compare
 from critics.rules import RulesCritic
+from critics.verifier import VerifierCritic
 from loop.config import (
     ContrastCriticConfig,
     CriticBase,
     DedupCriticConfig,
     JudgeCriticConfig,
+    PairwiseCriticConfig,
     RulesCriticConfig,
+    VerifierCriticConfig,
 )
 from loop.policy import Policy
 
@@ -55,6 +61,12 @@ class CriticPanel:
                 self.critics[name] = ContrastCritic(
                     name, cfg.system_prompt, cfg.scale, cfg.threshold, self.policy
                 )
+            elif isinstance(cfg, PairwiseCriticConfig):
+                self.critics[name] = PairwiseCritic(
+                    name, cfg.question, cfg.threshold, judges[cfg.judge]
+                )
+            elif isinstance(cfg, VerifierCriticConfig):
+                self.critics[name] = VerifierCritic(name, cfg.checker, cfg.threshold)
             elif isinstance(cfg, DedupCriticConfig):
                 self.dedup_critic = DedupCritic(name, cfg.threshold)
 
@@ -98,3 +110,11 @@ class CriticPanel:
         """P(yes) for `question` from a fixed judge: the base model plus `adapter` (None: base)."""
         self.policy.set_adapter(adapter)
         return p_yes(self.policy, question, pairs)
+
+    def compare(
+        self, question: str, triples: Sequence[tuple[str, str, str]], adapter: str | None
+    ) -> list[PairResult]:
+        """Pairwise (instruction, a, b) verdicts, both orders, from the base model plus `adapter`
+        (None: base): for held-out win rates of the adapter's answers against the base's."""
+        self.policy.set_adapter(adapter)
+        return compare(self.policy, question, triples)

@@ -1,7 +1,9 @@
 """Instruction pools: the seed file a run starts from and the held-out prompts it is judged on.
 
-Any JSONL file whose lines carry an `instruction` field works (the project's own seeds, or for
-example the Self-Instruct seed tasks). Instances with an `input` are folded into the instruction.
+Any JSONL file whose lines carry an instruction field works (the project's own seeds, the
+Self-Instruct seed tasks, or GSM8K's `question` with its `answer` as the reference). Instances with
+an `input` are folded into the instruction. A row slice lets seeds and held-out prompts come from
+one file without overlap.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from loop.config import row_range
 from loop.errors import ConfigError
 
 
@@ -19,6 +22,7 @@ class Prompt:
     id: str
     instruction: str
     source: str  # "seed", "self-instruct" or "heldout"
+    reference: str = ""  # the reference answer, for tasks with a checkable one
 
 
 def normalise(text: str) -> str:
@@ -26,8 +30,8 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
-def _instruction_of(row: dict) -> str:
-    text = row["instruction"].strip()
+def _instruction_of(row: dict, field: str) -> str:
+    text = row[field].strip()
     instances = row.get("instances")
     first = instances[0] if isinstance(instances, list) and instances else {}
     extra = first.get("input") if isinstance(first, dict) else None
@@ -35,30 +39,66 @@ def _instruction_of(row: dict) -> str:
     return f"{text}\n\n{extra}" if extra else text
 
 
-def load_prompts(path: str | Path, source: str, key: str) -> list[Prompt]:
-    """Read a JSONL instruction file. `key` names the config key in error messages."""
-    path = Path(path)
-    prompts: list[Prompt] = []
+def _numbered_rows(path: Path, key: str, rows: str) -> list[tuple[int, str]]:
+    """(line number, line) of the non-blank lines in the `rows` slice."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
         raise ConfigError(f"'{key}': {path} is not UTF-8 text (byte {err.start})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if isinstance(row, list):
-            raise ConfigError(f"{path}:{number}: one JSON object per line is needed, not an array")
-        instruction = row.get("instruction") if isinstance(row, dict) else None
-        if not isinstance(instruction, str) or not instruction.strip():
-            raise ConfigError(
-                f"{path}:{number}: a line needs an 'instruction' field holding non-empty text"
-            )
+    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+    lo, hi = row_range(rows)
+    if rows and (hi or lo + 1) > len(numbered):
+        section = key.split(".")[0]
+        raise ConfigError(
+            f"'{section}.rows' = {rows!r} but {path} holds {len(numbered)} rows: "
+            "choose a slice inside the file"
+        )
+    return numbered[lo:hi]
+
+
+def _parse_row(path: Path, number: int, line: str) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise ConfigError(f"{path}:{number}: one JSON object per line is needed, not an array")
+    return row
+
+
+def _text_field(row: dict, field: str, where: str, hint: str, numbers: bool = False) -> str:
+    value = row.get(field)
+    if numbers and isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)  # a reference answer written as a JSON number
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: a line needs the '{field}' field holding non-empty text{hint}")
+    return value
+
+
+def load_prompts(
+    path: str | Path,
+    source: str,
+    key: str,
+    instruction_field: str = "instruction",
+    reference_field: str = "",
+    rows: str = "",
+) -> list[Prompt]:
+    """Read a JSONL instruction file. `key` names the config key in error messages; `rows` is a
+    "start:end" slice of the file's non-blank lines (0-based); `reference_field` ("" = none)
+    names the field that holds each prompt's reference answer."""
+    path = Path(path)
+    section = key.split(".")[0]
+    prompts: list[Prompt] = []
+    for number, line in _numbered_rows(path, key, rows):
+        row = _parse_row(path, number, line)
+        where = f"{path}:{number}"
+        _text_field(row, instruction_field, where, f" (or set {section}.instruction_field)")
+        reference = ""
+        if reference_field:
+            hint = f" ({section}.reference_field)"
+            reference = _text_field(row, reference_field, where, hint, numbers=True).strip()
         pid = str(row.get("id") or f"{source}-{number:04d}")
-        prompts.append(Prompt(pid, _instruction_of(row), source))
+        prompts.append(Prompt(pid, _instruction_of(row, instruction_field), source, reference))
     if not prompts:
         raise ConfigError(f"'{key}': {path} holds no instructions")
     return prompts

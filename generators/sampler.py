@@ -100,6 +100,7 @@ class Generator:
                     tokens=g.tokens,
                     finished=g.finished,
                     trimmed=trimmed is not None,
+                    reference=p.reference,
                 )
             )
         return out

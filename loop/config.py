@@ -8,18 +8,53 @@ run folder works from anywhere.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from loop.errors import ConfigError
 
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def row_range(spec: str) -> tuple[int, int | None]:
+    """A "start:end" row slice (0-based, end excluded, either side may be left out; "" = all)."""
+    found = re.fullmatch(r"(\d*):(\d*)", spec)
+    if spec and not found:
+        raise ValueError(f'rows must be "start:end" in whole numbers, like "0:1000", not {spec!r}')
+    start, end = found.groups() if found else ("", "")
+    lo, hi = int(start or 0), int(end) if end else None
+    if hi is not None and hi <= lo:
+        raise ValueError(f"rows {spec!r} is empty: end must be above start")
+    return lo, hi
+
+
+class PoolFields(Section):
+    """Which fields of a JSONL pool hold the instruction and its reference answer, and which rows
+    to read, so seeds and held-out prompts can come from one file without overlap."""
+
+    instruction_field: str = Field("instruction", min_length=1, description="JSON field")
+    reference_field: str = Field("", description="JSON field of the reference answer; '' = none")
+    rows: str = Field("", description='"start:end" slice of the file\'s rows (0-based); "" = all')
+
+    @field_validator("rows")
+    @classmethod
+    def _rows_parse(cls, v: str) -> str:
+        row_range(v)
+        return v
 
 
 class RunConfig(Section):
@@ -52,7 +87,7 @@ class PersonaConfig(Section):
     )
 
 
-class GenerateConfig(Section):
+class GenerateConfig(PoolFields):
     seed_file: str = "generators/data/seeds.jsonl"
     prompts_per_round: int = Field(24, ge=1)
     new_instructions: int = Field(8, ge=0, description="self-instruct requests per round")
@@ -79,13 +114,31 @@ class CriticBase(Section):
 
 
 class RulesCriticConfig(CriticBase):
-    """Cheap checks: empty, truncated at the token limit, repetitive, instruction echoed back."""
+    """Cheap checks: empty, too short or long, truncated at the token limit, repetitive,
+    instruction echoed back, refusal or boilerplate, wrong language."""
 
     kind: Literal["rules"] = "rules"
     min_words: int = Field(3, ge=0)
+    max_words: int = Field(400, ge=1, description="a longer response fails")
     ngram: int = Field(3, ge=1)
     max_repeat_ratio: float = Field(0.5, ge=0.0, le=1.0)
     max_echo: float = Field(0.8, ge=0.0, le=1.0)
+    refusals: bool = Field(False, description="fail refusals and assistant boilerplate")
+    language: str = Field(
+        "", pattern=r"^([a-z]{2,3})?$", description="ISO 639 code responses must be in; '' = off"
+    )
+    language_min_words: int = Field(
+        5, ge=1, description="shorter responses are not language-checked: they misclassify"
+    )
+
+    @field_validator("language")
+    @classmethod
+    def _language_known(cls, v: str) -> str:
+        from critics.rules import language_codes  # loads the language-id model: only when used
+
+        if v and v not in language_codes():
+            raise ValueError(f"unknown language code {v!r}: use an ISO 639-1 code such as 'en'")
+        return v
 
 
 class JudgeCriticConfig(CriticBase):
@@ -97,6 +150,29 @@ class JudgeCriticConfig(CriticBase):
         description="the rubric, answered yes or no; {persona} is replaced by persona.description",
     )
     judge: str = Field("policy", description="'policy' (the current model) or a model path or id")
+
+
+class PairwiseCriticConfig(CriticBase):
+    """The judge picks the better of two sibling responses, asked in both orders; the score is
+    a candidate's mean win probability against the other responses to the same prompt."""
+
+    kind: Literal["pairwise"] = "pairwise"
+    question: str = Field(
+        "Which response answers the instruction better?",
+        min_length=1,
+        description="the rubric, answered A or B; {persona} is replaced by persona.description",
+    )
+    judge: str = Field("policy", description="'policy' (the current model) or a model path or id")
+    threshold: float = Field(0.0, ge=0.0, le=1.0, description="a score below it fails")
+
+
+class VerifierCriticConfig(CriticBase):
+    """Checks the response's final answer against the prompt's reference answer."""
+
+    kind: Literal["verifier"] = "verifier"
+    checker: Literal["exact", "numeric"] = Field(
+        "numeric", description="numeric: final numbers equal; exact: normalised text equal"
+    )
 
 
 class ContrastCriticConfig(CriticBase):
@@ -123,9 +199,16 @@ CRITIC_KINDS: dict[str, type[CriticBase]] = {
     "judge": JudgeCriticConfig,
     "contrast": ContrastCriticConfig,
     "dedup": DedupCriticConfig,
+    "pairwise": PairwiseCriticConfig,
+    "verifier": VerifierCriticConfig,
 }
 CriticConfig = Annotated[
-    RulesCriticConfig | JudgeCriticConfig | ContrastCriticConfig | DedupCriticConfig,
+    RulesCriticConfig
+    | JudgeCriticConfig
+    | ContrastCriticConfig
+    | DedupCriticConfig
+    | PairwiseCriticConfig
+    | VerifierCriticConfig,
     Field(discriminator="kind"),
 ]
 
@@ -148,7 +231,7 @@ class TrainConfig(Section):
     )
 
 
-class EvalConfig(Section):
+class EvalConfig(PoolFields):
     heldout_file: str = "generators/data/heldout.jsonl"
     max_prompts: int = Field(32, ge=1)
     max_new_tokens: int = Field(96, ge=4, le=4096)
@@ -165,6 +248,17 @@ class EvalConfig(Section):
         min_length=1,
         description="asked of the base judge about two arms' answers, in both orders",
     )
+    checker: Literal["numeric", "exact"] = Field(
+        "numeric", description="how a held-out answer is compared with its reference"
+    )
+
+    @model_validator(mode="after")
+    def _accuracy_needs_references(self) -> EvalConfig:
+        if self.target == "accuracy" and not self.reference_field:
+            raise ValueError(
+                "eval.target 'accuracy' needs reference answers: set eval.reference_field"
+            )
+        return self
 
 
 class GateConfig(Section):
@@ -230,7 +324,7 @@ class Config(Section):
         for name, c in self.critics.items():
             if not c.enabled:
                 continue
-            if isinstance(c, JudgeCriticConfig):
+            if isinstance(c, JudgeCriticConfig | PairwiseCriticConfig):
                 c = c.model_copy(
                     update={"question": c.question.replace("{persona}", self.persona.description)}
                 )
@@ -307,7 +401,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         return absolute(ref) if looks_local else ref
 
     critics = {
-        name: c.model_copy(update={"judge": model_ref(c.judge)}) if c.kind == "judge" else c
+        name: c.model_copy(update={"judge": model_ref(c.judge)})
+        if c.kind in ("judge", "pairwise")
+        else c
         for name, c in cfg.critics.items()
     }
     return cfg.model_copy(
@@ -357,6 +453,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     ):
         if not Path(file).is_file():
             raise ConfigError(f"{path}: '{label}' names a file that does not exist: {file}")
+    _check_rows_apart(cfg, path)
     return cfg
 
 
@@ -372,6 +469,19 @@ def parse_override(text: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw
     return key.strip(), value
+
+
+def _check_rows_apart(cfg: Config, path: Path) -> None:
+    """Seeds and held-out prompts read from one file must take disjoint row slices."""
+    if cfg.generate.seed_file != cfg.eval.heldout_file:
+        return
+    (a, b), (c, d) = row_range(cfg.generate.rows), row_range(cfg.eval.rows)
+    if (b is None or c < b) and (d is None or a < d):
+        raise ConfigError(
+            f"{path}: generate.seed_file and eval.heldout_file are one file and 'generate.rows' "
+            f"({cfg.generate.rows or 'all'}) overlaps 'eval.rows' ({cfg.eval.rows or 'all'}): "
+            'give them disjoint slices, e.g. "0:1000" and "1000:1032"'
+        )
 
 
 def dump_config(cfg: Config) -> str:

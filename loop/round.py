@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from critics.base import Candidate, Verdict
 from critics.select import combined_scores, decide, funnel, ranking
+from critics.verifier import check
 from generators.pool import Prompt, normalise
 from generators.sampler import Sampling
 from generators.self_instruct import requests, screen
@@ -472,7 +473,10 @@ class RoundRunner:
         return rows
 
     def _correct(self, prompt: Prompt, text: str) -> float | None:
-        return None  # held-out prompts carry no reference answers in this recipe
+        """1.0 or 0.0 for a held-out prompt with a reference answer; None without one."""
+        if not prompt.reference:
+            return None
+        return float(check(text, prompt.reference, self.cfg.eval.checker)[0])
 
     def _arm_figures(
         self, rows: list[dict[str, Any]], adapter: str | None, system_prompt: str | None

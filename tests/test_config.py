@@ -14,7 +14,9 @@ from loop.config import (
     CRITIC_KINDS,
     ContrastCriticConfig,
     JudgeCriticConfig,
+    PairwiseCriticConfig,
     RulesCriticConfig,
+    VerifierCriticConfig,
     dump_config,
     load_config,
     parse_override,
@@ -338,3 +340,92 @@ def test_all_errors_are_reported_at_once(write_config: Callable[..., Path]) -> N
 
     assert "'run.rounds'" in message
     assert "unknown key 'train.epoch'; did you mean 'epochs'?" in message
+
+
+# ---- pool fields, row slices and the quality critic kinds --------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("5", 'rows must be "start:end" in whole numbers'),
+        ("a:b", 'rows must be "start:end" in whole numbers'),
+        ("-1:4", 'rows must be "start:end" in whole numbers'),
+        ("10:3", "rows '10:3' is empty: end must be above start"),
+        ("3:3", "rows '3:3' is empty"),
+    ],
+)
+def test_bad_rows_name_the_key(write_config: Callable[..., Path], rows: str, message: str) -> None:
+    text = config_error(write_config(lambda d: d["eval"].update(rows=rows)))
+
+    assert f"'eval.rows': Value error, {message}" in text
+
+
+def test_one_file_for_seeds_and_heldout_needs_disjoint_rows(
+    write_config: Callable[..., Path], seeds_file: Path
+) -> None:
+    def same_file(seed_rows: str, eval_rows: str) -> Callable[[dict[str, Any]], None]:
+        def edit(d: dict[str, Any]) -> None:
+            d["generate"] |= {"rows": seed_rows}
+            d["eval"] |= {"heldout_file": str(seeds_file), "rows": eval_rows}
+
+        return edit
+
+    for seed_rows, eval_rows in [("", ""), ("0:40", "39:50"), ("10:", ":11"), ("", "50:")]:
+        message = config_error(write_config(same_file(seed_rows, eval_rows)))
+        assert "are one file and 'generate.rows'" in message
+        assert "give them disjoint slices" in message
+
+    cfg = load_config(write_config(same_file("0:40", "40:50")))
+    assert (cfg.generate.rows, cfg.eval.rows) == ("0:40", "40:50")
+    assert load_config(write_config(same_file("20:", ":20"))).eval.rows == ":20"
+
+
+def test_pairwise_and_verifier_kinds_parse_with_their_defaults(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    (tmp_path / "judge").mkdir()
+
+    def edit(d: dict[str, Any]) -> None:
+        d["persona"]["description"] = "a pirate"
+        d["critics"]["pairwise"] = {"weight": 0.5}
+        d["critics"]["styled"] = {"kind": "pairwise", "question": "Which is {persona}?"}
+        d["critics"]["other"] = {"kind": "pairwise", "judge": "./judge"}
+        d["critics"]["maths"] = {"kind": "verifier", "checker": "exact", "weight": 1.0}
+
+    cfg = load_config(write_config(edit))
+
+    pairwise = cfg.critics["pairwise"]
+    assert isinstance(pairwise, PairwiseCriticConfig)
+    assert (pairwise.threshold, pairwise.judge) == (0.0, "policy")
+    assert pairwise.question == "Which response answers the instruction better?"
+    assert cfg.enabled_critics()["styled"].question == "Which is a pirate?"
+    assert cfg.critics["other"].judge == str((tmp_path / "judge").resolve())
+    maths = cfg.critics["maths"]
+    assert isinstance(maths, VerifierCriticConfig)
+    assert (maths.checker, maths.threshold) == ("exact", 0.5)
+
+
+@pytest.mark.parametrize(
+    ("critic", "key", "fragment"),
+    [
+        ({"kind": "verifier", "checker": "regex"}, "critics.c.checker", "'exact' or 'numeric'"),
+        ({"kind": "rules", "language": "English"}, "critics.c.language", "should match pattern"),
+        ({"kind": "rules", "language": "xx"}, "critics.c.language", "unknown language code 'xx'"),
+        ({"kind": "rules", "max_words": 0}, "critics.c.max_words", "greater than or equal to 1"),
+        ({"kind": "pairwise", "question": ""}, "critics.c.question", "at least 1 character"),
+    ],
+)
+def test_bad_quality_critic_values_name_the_key(
+    write_config: Callable[..., Path], critic: dict[str, Any], key: str, fragment: str
+) -> None:
+    message = config_error(write_config(lambda d: d["critics"].update(c=critic)))
+
+    assert f"'{key}'" in message
+    assert fragment in message
+
+
+def test_rules_content_checks_are_off_unless_asked_for() -> None:
+    rules = RulesCriticConfig()
+
+    assert (rules.refusals, rules.language, rules.max_words) == (False, "", 400)

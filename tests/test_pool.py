@@ -83,9 +83,9 @@ def test_bad_json_line_names_the_line_number(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "line, message",
     [
-        ('{"prompt": "no instruction here"}', "an 'instruction' field holding non-empty text"),
-        ('{"instruction": "   "}', "an 'instruction' field holding non-empty text"),
-        ('{"instruction": 42}', "an 'instruction' field holding non-empty text"),
+        ('{"prompt": "no instruction here"}', "the 'instruction' field holding non-empty text"),
+        ('{"instruction": "   "}', "the 'instruction' field holding non-empty text"),
+        ('{"instruction": 42}', "the 'instruction' field holding non-empty text"),
         ('["a", "list"]', "one JSON object per line is needed, not an array"),
     ],
 )
@@ -126,3 +126,61 @@ def test_null_instance_input_counts_as_no_input(tmp_path: Path) -> None:
     prompts = load_prompts(path, "seed", "generate.seed_file")
 
     assert prompts == [Prompt("seed-0001", "Fix this.", "seed")]
+
+
+def test_gsm8k_rows_load_with_their_reference_answers(shared_data: Path) -> None:
+    path = shared_data / "gsm8k_test.jsonl"
+
+    pool = load_prompts(path, "heldout", "eval.heldout_file", "question", "answer", "1:3")
+
+    # line numbers name the rows, so slices of one file never share an id
+    assert [p.id for p in pool] == ["heldout-0002", "heldout-0003"]
+    assert pool[0].instruction == (
+        "A robe takes 2 bolts of blue fiber and half that much white fiber.  "
+        "How many bolts in total does it take?"
+    )
+    assert pool[0].reference.endswith(
+        "So the total amount of fabric is 2+1=<<2+1=3>>3 bolts of fabric\n#### 3"
+    )
+    assert pool[1].reference.endswith("#### 70000")
+
+
+def test_rows_slice_counts_non_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "pool.jsonl"
+    path.write_text('{"q": "One?", "a": 1}\n\n{"q": "Two?", "a": "2"}\n{"q": "Three?", "a": "3"}\n')
+
+    head = load_prompts(path, "seed", "generate.seed_file", "q", "a", ":2")
+    tail = load_prompts(path, "seed", "generate.seed_file", "q", "a", "2:")
+
+    assert head == [
+        Prompt("seed-0001", "One?", "seed", "1"),
+        Prompt("seed-0003", "Two?", "seed", "2"),
+    ]
+    assert tail == [Prompt("seed-0004", "Three?", "seed", "3")]
+    # no reference field: no reference
+    assert load_prompts(path, "seed", "generate.seed_file", "q")[0].reference == ""
+
+
+def test_rows_past_the_end_name_the_key_and_the_file_size(tmp_path: Path) -> None:
+    path = tmp_path / "pool.jsonl"
+    path.write_text('{"instruction": "One."}\n{"instruction": "Two."}\n')
+
+    for rows in ("1:5", "2:"):
+        with pytest.raises(ConfigError, match=rf"'eval.rows' = '{rows}' but .* holds 2 rows"):
+            load_prompts(path, "heldout", "eval.heldout_file", rows=rows)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"instruction": "Q?"}', r"the 'question' field .* \(or set generate.instruction_field\)"),
+        ('{"question": "Q?"}', r"the 'answer' field .* \(generate.reference_field\)"),
+        ('{"question": "Q?", "answer": true}', r"the 'answer' field holding non-empty text"),
+    ],
+)
+def test_missing_named_fields_say_which_key_to_set(tmp_path: Path, line: str, message: str) -> None:
+    path = tmp_path / "pool.jsonl"
+    path.write_text(line + "\n")
+
+    with pytest.raises(ConfigError, match=rf"pool\.jsonl:1: .*{message}"):
+        load_prompts(path, "seed", "generate.seed_file", "question", "answer")

@@ -3,7 +3,14 @@
 import pytest
 
 from critics.base import Candidate, Verdict
-from critics.rules import RulesCritic, echo_score, repeat_ratio, words
+from critics.rules import (
+    RulesCritic,
+    echo_score,
+    language_of,
+    repeat_ratio,
+    stock_phrase,
+    words,
+)
 from loop.config import RulesCriticConfig
 
 INSTRUCTION = "Give me some tips for making small talk with strangers at a party."
@@ -112,3 +119,74 @@ def test_rules_are_checked_in_order() -> None:
     short_and_cut = candidate("c", "Aye.", finished=False)
 
     assert critic.check(short_and_cut) == "too short: 1 words < 5"
+
+
+GOOD = (
+    "Ahoy matey! Ask folk how they know the host, listen well, and share a short tale "
+    "of your own before you sail on to the next guest."
+)  # 27 words
+FILLER = " Small talk is a big part of every party."  # 9 words
+
+
+def test_content_rules_exact_verdicts() -> None:
+    critic = RulesCritic(
+        "rules",
+        RulesCriticConfig(
+            min_words=3, max_repeat_ratio=0.4, refusals=True, language="en", language_min_words=5
+        ),
+    )
+    candidates = [
+        candidate("refusal", "I'm sorry, but I can't help with planning conversations."),
+        candidate("curly", "As an AI, I don\u2019t go to parties, but ask about their day."),
+        candidate("opener", "Sure, here are some tips: ask how they know the host and listen."),
+        candidate("closer", "Ask how they know the host and listen well. I hope this helps!"),
+        candidate(
+            "french",
+            "Demandez aux invités comment ils connaissent l'hôte et écoutez bien leurs réponses.",
+        ),
+        candidate(
+            "german", "Fragen Sie die Gäste, woher sie den Gastgeber kennen, und hören Sie zu."
+        ),
+        # under language_min_words: too short to judge its language, so it passes
+        candidate("short-french", "Merci beaucoup, mon ami."),
+        candidate("padded-long", GOOD + FILLER * 45),
+        candidate("padded", GOOD + FILLER * 10),
+        candidate("good", GOOD),
+    ]
+
+    verdicts = critic.score(candidates)
+
+    assert [v.reason for v in verdicts] == [
+        'refusal: "I\'m sorry, but I can\'t"',
+        'refusal: "As an AI"',  # the curly apostrophe does not hide it
+        'boilerplate: "Sure, here are"',
+        'boilerplate: "I hope this helps"',
+        "wrong language: fr (p=1.00), not en",
+        "wrong language: de (p=1.00), not en",
+        "passes all rules",
+        # 27 + 45 * 9 words
+        "too long: 432 words > 400",
+        # 117 words -> 115 trigrams; distinct: 25 in the answer, 2 across the seam, 9 in the
+        # filler's cycle: 1 - 36/115 = 0.69
+        "repetitive: 0.69 of 3-grams repeat",
+        "passes all rules",
+    ]
+    assert [v.passed for v in verdicts] == [False] * 6 + [True, False, False, True]
+    assert [v.score for v in verdicts] == [0.0] * 6 + [1.0, 0.0, 0.0, 1.0]
+
+
+def test_content_rules_are_off_by_default() -> None:
+    critic = RulesCritic("rules", RulesCriticConfig())
+    texts = ["I'm sorry, but I can't help with that.", "Fragen Sie die Gäste, woher sie kommen."]
+
+    verdicts = critic.score([candidate(str(i), t) for i, t in enumerate(texts)])
+
+    assert verdicts == [Verdict(1.0, True, "passes all rules")] * 2
+
+
+def test_language_rule_names_the_detected_language_and_its_confidence() -> None:
+    lang, confidence = language_of(GOOD)
+
+    assert lang == "en"
+    assert 0.5 < confidence <= 1.0
+    assert stock_phrase(GOOD) is None
