@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from generators.pool import Prompt, check_split, load_prompts
-from loop.config import Config, JudgeCriticConfig, dump_config, load_config
+from loop.config import (
+    Config,
+    JudgeCriticConfig,
+    PairwiseCriticConfig,
+    dump_config,
+    load_config,
+)
 from loop.errors import ConfigError, RunStoreError
 from loop.models import ModelPaths, resolve_model
 from loop.stop import Stopper, StopRequested
@@ -36,8 +42,18 @@ class Inputs:
 
 
 def load_inputs(cfg: Config) -> Inputs:
-    seeds = load_prompts(cfg.generate.seed_file, "seed", "generate.seed_file")
-    heldout = load_prompts(cfg.eval.heldout_file, "heldout", "eval.heldout_file")
+    g, e = cfg.generate, cfg.eval
+    seeds = load_prompts(
+        g.seed_file, "seed", "generate.seed_file", g.instruction_field, g.reference_field, g.rows
+    )
+    heldout = load_prompts(
+        e.heldout_file,
+        "heldout",
+        "eval.heldout_file",
+        e.instruction_field,
+        e.reference_field,
+        e.rows,
+    )
     check_split(seeds, heldout)
     check_resources(cfg)
     return Inputs(seeds, heldout, resolve_paths(cfg))
@@ -47,7 +63,7 @@ def resolve_paths(cfg: Config) -> ModelPaths:
     judges = {
         c.judge: resolve_model(c.judge, f"critics.{name}.judge")
         for name, c in cfg.enabled_critics().items()
-        if isinstance(c, JudgeCriticConfig) and c.judge != "policy"
+        if isinstance(c, JudgeCriticConfig | PairwiseCriticConfig) and c.judge != "policy"
     }
     return ModelPaths(
         policy=resolve_model(cfg.model.policy, "model.policy"),

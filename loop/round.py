@@ -21,6 +21,8 @@ import ray
 from tqdm.auto import tqdm
 
 from critics.base import Candidate, Verdict
+from critics.judge import length_bias
+from critics.rules import words
 from critics.select import combined_scores, decide, funnel, ranking
 from critics.verifier import check
 from generators.pool import Prompt, normalise
@@ -47,6 +49,20 @@ def derive_seed(*parts: object) -> int:
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def prompt_shards(candidates: Sequence[Candidate], n: int) -> list[list[Candidate]]:
+    """At most n shards of about equal size, in order, never splitting a prompt's samples."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault(c.prompt_id, []).append(c)
+    size = max(1, -(-len(candidates) // max(n, 1)))
+    shards: list[list[Candidate]] = [[]]
+    for group in groups.values():
+        if shards[-1] and len(shards[-1]) + len(group) > size and len(shards) < n:
+            shards.append([])
+        shards[-1].extend(group)
+    return [s for s in shards if s]
 
 
 class RoundRunner:
@@ -223,11 +239,11 @@ class RoundRunner:
         candidates = [Candidate(**r) for r in rows]
         critics = self.cfg.enabled_critics()
 
-        # Per-candidate critics score shards in parallel, one shard per critic actor.
-        size = max(1, -(-len(candidates) // len(self.actors.critics)))
+        # Per-candidate critics score shards in parallel, one shard per critic actor; a prompt's
+        # samples stay in one shard, since the pairwise critic compares them with each other.
         parts = self._fan_out(
             self.actors.critics,
-            chunks(candidates, size),
+            prompt_shards(candidates, len(self.actors.critics)),
             lambda actor, piece, i: actor.score.remote(piece, self.policy_adapter),
             f"round {k} critique",
         )
@@ -308,6 +324,20 @@ class RoundRunner:
             for name, vs in verdicts.items()
         }
         keep = steps["survivors"] / max(len(candidates), 1)
+        kinds = {name: c.kind for name, c in self.cfg.enabled_critics().items()}
+        lengths = [len(words(c.response)) for c in candidates]
+        # Model judges reward length when they can; the correlation shows whether this one does.
+        length = {
+            name: length_bias([v.score for v in vs], lengths)
+            for name, vs in verdicts.items()
+            if kinds.get(name) in ("judge", "pairwise", "contrast")
+        }
+        consistency = {
+            name: float(np.mean(flags)) if flags else float("nan")
+            for name, vs in verdicts.items()
+            if kinds.get(name) == "pairwise"
+            for flags in [[v.consistent for v in vs if v.consistent is not None]]
+        }
         for name, removed in steps.items():
             if (
                 name not in ("generated", "survivors")
@@ -324,6 +354,8 @@ class RoundRunner:
         return {
             "funnel": steps,
             "scores": scores,
+            "length_bias": length,
+            "position_consistency": consistency,
             "survivors": steps["survivors"],
             "keep_rate": keep,
             "summary": f"{steps['survivors']}/{len(candidates)} survive ({keep:.0%}) | "
@@ -578,6 +610,8 @@ class RoundRunner:
                 n: v for n, v in crit["funnel"].items() if n not in ("generated", "survivors")
             },
             "scores": crit["scores"],
+            "length_bias": crit.get("length_bias"),
+            "position_consistency": crit.get("position_consistency"),
             "prompts": {
                 x: records["prompts"][x] for x in ("sampled", "new", "requested", "dropped")
             },
