@@ -56,7 +56,7 @@ class CriticPanel:
                     name, cfg.system_prompt, cfg.scale, cfg.threshold, self.policy
                 )
             elif isinstance(cfg, DedupCriticConfig):
-                self.dedup_critic = DedupCritic(name, cfg.threshold)
+                self.dedup_critic = DedupCritic(name, cfg.threshold, cfg.index)
 
     @property
     def embedder(self) -> Embedder:

@@ -116,6 +116,9 @@ class DedupCriticConfig(CriticBase):
     threshold: float = Field(
         0.92, gt=0.0, le=1.0, description="cosine at or above it is a duplicate"
     )
+    index: Literal["flat", "hnsw"] = Field(
+        "flat", description="'flat': exact; 'hnsw': approximate, for very large histories"
+    )
 
 
 CRITIC_KINDS: dict[str, type[CriticBase]] = {
