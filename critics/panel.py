@@ -68,7 +68,7 @@ class CriticPanel:
             elif isinstance(cfg, VerifierCriticConfig):
                 self.critics[name] = VerifierCritic(name, cfg.checker, cfg.threshold)
             elif isinstance(cfg, DedupCriticConfig):
-                self.dedup_critic = DedupCritic(name, cfg.threshold)
+                self.dedup_critic = DedupCritic(name, cfg.threshold, cfg.index)
 
     @property
     def embedder(self) -> Embedder:

@@ -1,9 +1,17 @@
-"""From verdicts to survivors: thresholds first, then near-duplicates, then the budget."""
+"""From verdicts to survivors: thresholds first, then near-duplicates, then the budget.
+
+When more candidates pass than the budget allows, the budget takes either the top combined scores
+or a maximal-marginal-relevance pick over the candidates' embeddings, which trades a little score
+for spread so that one popular kind of answer does not fill the whole round.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
 
 from critics.base import Verdict
 
@@ -37,22 +45,57 @@ def decide(
     verdicts: Mapping[str, Sequence[Verdict]],  # critic name -> one verdict per candidate, in order
     combined: Sequence[float],
     budget: int,
+    strategy: Literal["top", "mmr"] = "top",
+    diversity: float = 0.0,
+    vectors: np.ndarray | None = None,  # (n, dim) normalised embeddings; needed for "mmr"
 ) -> list[Decision]:
+    """Survivors: candidates that pass every critic, cut to `budget` by `strategy`. A passing
+    candidate the budget leaves out is rejected_by "budget"."""
     n = len(combined)
+    if strategy == "mmr" and (vectors is None or len(vectors) != n):
+        got = "none" if vectors is None else f"{len(vectors)} rows"
+        raise ValueError(f"mmr selection needs one embedding per candidate ({n}), got {got}")
     first_fail = [
         next((name for name, v in verdicts.items() if not v[i].passed), "") for i in range(n)
     ]
-    kept = 0
-    decisions: dict[int, Decision] = {}
-    for i in ranking(combined):
-        if first_fail[i]:
-            decisions[i] = Decision(combined[i], False, first_fail[i])
-        elif kept < budget:
-            decisions[i] = Decision(combined[i], True, "")
-            kept += 1
-        else:
-            decisions[i] = Decision(combined[i], False, "budget")
-    return [decisions[i] for i in range(n)]
+    passing = [i for i in ranking(combined) if not first_fail[i]]
+    if strategy == "mmr" and len(passing) > budget:
+        picked = set(mmr(passing, combined, vectors, budget, diversity))
+    else:
+        picked = set(passing[:budget])
+    return [
+        Decision(combined[i], i in picked, first_fail[i] or ("" if i in picked else "budget"))
+        for i in range(n)
+    ]
+
+
+def mmr(
+    ranked: Sequence[int],  # candidate indices, best first
+    scores: Sequence[float],
+    vectors: np.ndarray,  # (n, dim) normalised
+    k: int,
+    diversity: float,
+) -> list[int]:
+    """Maximal marginal relevance, in pick order: next is the candidate with the largest
+    (1 - diversity) * score - diversity * (max cosine to those picked). The first pick is the
+    best score; ties go to the better-ranked candidate, so diversity 0 is the top-k."""
+    if not 0.0 <= diversity <= 1.0:
+        raise ValueError(f"mmr diversity must be within 0..1, got {diversity}")
+    if k <= 0 or not ranked:
+        return []
+    vecs = np.asarray(vectors, dtype=np.float64)[list(ranked)]  # (c, dim)
+    relevance = (1.0 - diversity) * np.asarray([scores[i] for i in ranked], dtype=np.float64)
+    closest = vecs @ vecs[0]  # (c,) max cosine to the picked set, which starts as the best
+    taken = np.zeros(len(ranked), dtype=bool)
+    taken[0] = True
+    picks = [0]
+    while len(picks) < min(k, len(ranked)):
+        gain = np.where(taken, -np.inf, relevance - diversity * closest)
+        j = int(np.argmax(gain))  # argmax returns the first of equals: the better rank
+        picks.append(j)
+        taken[j] = True
+        closest = np.maximum(closest, vecs @ vecs[j])
+    return [ranked[j] for j in picks]
 
 
 def funnel(decisions: Sequence[Decision], critic_names: Sequence[str]) -> dict[str, int]:

@@ -192,6 +192,9 @@ class DedupCriticConfig(CriticBase):
     threshold: float = Field(
         0.92, gt=0.0, le=1.0, description="cosine at or above it is a duplicate"
     )
+    index: Literal["flat", "hnsw"] = Field(
+        "flat", description="'flat': exact; 'hnsw': approximate, for very large histories"
+    )
 
 
 CRITIC_KINDS: dict[str, type[CriticBase]] = {
@@ -215,6 +218,12 @@ CriticConfig = Annotated[
 
 class SelectConfig(Section):
     budget: int = Field(32, ge=1, description="most survivors kept per round")
+    strategy: Literal["top", "mmr"] = Field(
+        "mmr", description="over budget: 'top' scores, or 'mmr' (score traded for diversity)"
+    )
+    diversity: float = Field(
+        0.3, ge=0.0, le=1.0, description="mmr weight of similarity to those already picked"
+    )
 
 
 class TrainConfig(Section):

@@ -429,3 +429,38 @@ def test_rules_content_checks_are_off_unless_asked_for() -> None:
     rules = RulesCriticConfig()
 
     assert (rules.refusals, rules.language, rules.max_words) == (False, "", 400)
+
+
+def test_dedup_index_and_select_strategy_default_and_load(
+    write_config: Callable[..., Path],
+) -> None:
+    defaults = load_config(write_config())
+    chosen = load_config(
+        write_config(
+            lambda d: (
+                d["critics"]["dedup"].update(index="hnsw"),
+                d["select"].update(strategy="top", diversity=0.0),
+            )
+        )
+    )
+
+    assert (defaults.critics["dedup"].index, defaults.select.strategy) == ("flat", "mmr")
+    assert defaults.select.diversity == 0.3
+    assert (chosen.critics["dedup"].index, chosen.select.strategy) == ("hnsw", "top")
+    assert chosen.select.diversity == 0.0
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda d: d["critics"]["dedup"].update(index="ivf"), "'critics.dedup.index'"),
+        (lambda d: d["select"].update(strategy="random"), "'select.strategy'"),
+        (lambda d: d["select"].update(diversity=1.5), "'select.diversity'"),
+    ],
+)
+def test_bad_dedup_index_and_select_values_name_the_key(
+    write_config: Callable[..., Path], edit: Callable[[dict[str, Any]], Any], expected: str
+) -> None:
+    message = config_error(write_config(edit))
+
+    assert expected in message

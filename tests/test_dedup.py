@@ -125,3 +125,99 @@ def test_no_candidates() -> None:
     empty = np.zeros((0, 384), dtype=np.float32)
 
     assert DedupCritic("dedup", 0.9).judge([], empty, [], [], *no_history(384)) == []
+
+
+def one_at_a_time(
+    ids: list[str],
+    vectors: np.ndarray,
+    order: list[int],
+    eligible: list[bool],
+    history: np.ndarray,
+    history_ids: list[str],
+    threshold: float,
+) -> list[tuple[bool, str | None, float]]:
+    """The plain algorithm: each candidate, best first, against everything kept before it.
+    Returns (passed, nearest id, cosine) per candidate."""
+    kept, kept_ids = list(history), list(history_ids)
+    out: dict[int, tuple[bool, str | None, float]] = {}
+    for i in order:
+        sims = np.asarray(kept) @ vectors[i] if kept else np.zeros(0)
+        best = int(np.argmax(sims)) if len(sims) else -1  # argmax: the first of equals
+        sim = float(sims[best]) if best >= 0 else -1.0
+        out[i] = (sim < threshold, kept_ids[best] if best >= 0 else None, sim)
+        if eligible[i] and sim < threshold:
+            kept.append(vectors[i])
+            kept_ids.append(ids[i])
+    return [out[i] for i in range(len(ids))]
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def planted(n: int, m: int, dim: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n candidates and m history vectors; about a third of the candidates are noisy copies of
+    a history vector or of another candidate, at cosines spread around 0.9."""
+    rng = np.random.default_rng(seed)
+    history = unit(rng.standard_normal((m, dim)))
+    vectors = rng.standard_normal((n, dim))
+    for i in range(n):
+        if rng.random() < 0.33:
+            source = history[rng.integers(m)] if rng.random() < 0.3 else vectors[rng.integers(n)]
+            noise = rng.standard_normal(dim) * rng.uniform(0.0, 0.08)
+            vectors[i] = source / np.linalg.norm(source) + noise
+    return unit(vectors), history
+
+
+def parse(verdict) -> tuple[bool, str | None, float | None]:
+    found = re.fullmatch(
+        r"(?:near-duplicate of|nearest is) (.+) \(cosine (-?[\d.]+)\)", verdict.reason
+    )
+    if found is None:
+        return verdict.passed, None, None
+    return verdict.passed, found.group(1), float(found.group(2))
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 7, 64, 1000])
+@pytest.mark.parametrize("index", ["flat", "hnsw"])
+def test_blocks_give_the_one_at_a_time_verdicts(block_size: int, index: str) -> None:
+    n, m, dim = 400, 30, 16
+    vectors, history = planted(n, m, dim, seed=block_size)
+    rng = np.random.default_rng(100 + block_size)
+    order = [int(i) for i in rng.permutation(n)]
+    eligible = [bool(e) for e in rng.random(n) < 0.8]
+    ids = [f"c{i}" for i in range(n)]
+    history_ids = [f"h{i}" for i in range(m)]
+    candidates = [cand(i, "q", "a") for i in ids]
+
+    critic = DedupCritic("dedup", threshold=0.9, index=index, block_size=block_size)
+    verdicts = critic.judge(candidates, vectors, order, eligible, history, history_ids)
+    expected = one_at_a_time(ids, vectors, order, eligible, history, history_ids, 0.9)
+
+    # both branches run: in-block, cross-block and history duplicates
+    assert 60 < sum(not p for p, _, _ in expected) < 200
+    for verdict, (passed, nearest, sim) in zip(verdicts, expected, strict=True):
+        got_passed, got_nearest, got_sim = parse(verdict)
+        assert (got_passed, got_nearest) == (passed, nearest)
+        assert verdict.score == pytest.approx(1.0 - max(sim, 0.0), abs=1e-5)
+        if nearest is not None:
+            assert got_sim == pytest.approx(sim, abs=0.0051)  # printed to two places
+
+
+def test_hnsw_and_flat_agree_on_copies(embedder: Embedder) -> None:
+    candidates = [PLANETS, EGG_PARAPHRASE, EGG_COPY, EGG]
+    vectors = embedder.embed([candidate_text(c) for c in candidates])
+
+    flat = DedupCritic("dedup", 0.9, index="flat").judge(
+        candidates, vectors, [3, 0, 1, 2], [True] * 4, *no_history(384)
+    )
+    hnsw = DedupCritic("dedup", 0.9, index="hnsw").judge(
+        candidates, vectors, [3, 0, 1, 2], [True] * 4, *no_history(384)
+    )
+
+    assert hnsw == flat
+
+
+def test_bad_index_kind_names_the_choices() -> None:
+    with pytest.raises(ValueError, match="'flat' or 'hnsw'"):
+        DedupCritic("dedup", 0.9, index="ivf")  # type: ignore[arg-type]
