@@ -21,6 +21,8 @@ import ray
 from tqdm.auto import tqdm
 
 from critics.base import Candidate, Verdict
+from critics.dedup import candidate_text
+from critics.diversity import diversity_metrics
 from critics.judge import length_bias
 from critics.rules import words
 from critics.select import combined_scores, decide, funnel, ranking
@@ -269,8 +271,20 @@ class RoundRunner:
             verdicts[dedup_name] = dedup
         ordered = {name: verdicts[name] for name in critics if name in verdicts}
 
-        decisions = decide(ordered, combined, self.cfg.select.budget)
-        return self._save_critique(k, candidates, ordered, decisions, vectors)
+        # Over budget, keep a spread of the best rather than the best of one kind.
+        sel = self.cfg.select
+        decisions = decide(
+            ordered, combined, sel.budget, sel.strategy, sel.diversity, vectors=vectors
+        )
+        record = self._save_critique(k, candidates, ordered, decisions, vectors)
+        # Collapse shows here first: survivors less varied than candidates, or than last round.
+        record["diversity"] = diversity_metrics(
+            [candidate_text(c) for c in candidates],
+            vectors,
+            hist_vecs,
+            [d.survivor for d in decisions],
+        )
+        return record
 
     def _save_critique(self, k, candidates, verdicts, decisions, vectors) -> dict[str, Any]:
         table, survivors = [], []
@@ -611,6 +625,7 @@ class RoundRunner:
             },
             "scores": crit["scores"],
             "length_bias": crit.get("length_bias"),
+            "diversity": crit.get("diversity"),
             "position_consistency": crit.get("position_consistency"),
             "prompts": {
                 x: records["prompts"][x] for x in ("sampled", "new", "requested", "dropped")
