@@ -11,11 +11,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from critics.base import Candidate, Critic, Verdict
+from critics.bias import BiasCritic
 from critics.contrast import ContrastCritic
+from critics.crows import CrowsPair, crows_score
 from critics.dedup import DedupCritic, Embedder, candidate_text
 from critics.judge import JudgeCritic, p_yes
 from critics.rules import RulesCritic
 from loop.config import (
+    BiasCriticConfig,
     ContrastCriticConfig,
     CriticBase,
     DedupCriticConfig,
@@ -57,6 +60,8 @@ class CriticPanel:
                 )
             elif isinstance(cfg, DedupCriticConfig):
                 self.dedup_critic = DedupCritic(name, cfg.threshold)
+            elif isinstance(cfg, BiasCriticConfig):
+                self.critics[name] = BiasCritic(name, cfg, self.policy)
 
     @property
     def embedder(self) -> Embedder:
@@ -98,3 +103,10 @@ class CriticPanel:
         """P(yes) for `question` from a fixed judge: the base model plus `adapter` (None: base)."""
         self.policy.set_adapter(adapter)
         return p_yes(self.policy, question, pairs)
+
+    def crows(
+        self, pairs: Sequence[CrowsPair], adapter: str | None, prefix: str = ""
+    ) -> dict[str, dict]:
+        """The CrowS-Pairs audit of base + `adapter` (None: base), sentences after `prefix`."""
+        self.policy.set_adapter(adapter)
+        return crows_score(self.policy, pairs, prefix)
