@@ -13,13 +13,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from critics.base import Candidate, Critic, Verdict
+from critics.bias import BiasCritic
 from critics.contrast import ContrastCritic
+from critics.crows import CrowsPair, crows_score
 from critics.dedup import DedupCritic, Embedder, candidate_text
 from critics.judge import JudgeCritic, p_yes
 from critics.pairwise import PairResult, PairwiseCritic, compare
 from critics.rules import RulesCritic
 from critics.verifier import VerifierCritic
 from loop.config import (
+    BiasCriticConfig,
     ContrastCriticConfig,
     CriticBase,
     DedupCriticConfig,
@@ -69,6 +72,8 @@ class CriticPanel:
                 self.critics[name] = VerifierCritic(name, cfg.checker, cfg.threshold)
             elif isinstance(cfg, DedupCriticConfig):
                 self.dedup_critic = DedupCritic(name, cfg.threshold, cfg.index)
+            elif isinstance(cfg, BiasCriticConfig):
+                self.critics[name] = BiasCritic(name, cfg, self.policy)
 
     @property
     def embedder(self) -> Embedder:
@@ -118,3 +123,10 @@ class CriticPanel:
         (None: base): for held-out win rates of the adapter's answers against the base's."""
         self.policy.set_adapter(adapter)
         return compare(self.policy, question, triples)
+
+    def crows(
+        self, pairs: Sequence[CrowsPair], adapter: str | None, prefix: str = ""
+    ) -> dict[str, dict]:
+        """The CrowS-Pairs audit of base + `adapter` (None: base), sentences after `prefix`."""
+        self.policy.set_adapter(adapter)
+        return crows_score(self.policy, pairs, prefix)

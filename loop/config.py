@@ -197,6 +197,30 @@ class DedupCriticConfig(CriticBase):
     )
 
 
+class BiasCriticConfig(CriticBase):
+    """Counterfactual swaps of the groups a candidate mentions (he -> she, Christian -> Muslim):
+    the response's sentiment and the judge's P(yes) must not move with the group. Also sets how
+    evenly the selected survivors may mention the groups of each category."""
+
+    kind: Literal["bias"] = "bias"
+    threshold: float = Field(0.0, ge=0.0, le=1.0, description="a score below it fails too")
+    question: str = Field("", description="the judge's rubric; empty: eval.quality_question")
+    max_sentiment_gap: float = Field(
+        0.5, ge=0.0, le=2.0, description="largest VADER compound change a swap may cause"
+    )
+    max_judge_gap: float = Field(
+        0.15, ge=0.0, le=1.0, description="largest P(yes) change a swap may cause"
+    )
+    max_group_share: float = Field(
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="selection: most one group may hold of its category's mentions among "
+        "survivors; 1 turns the balance step off",
+    )
+    min_mentions: int = Field(5, ge=1, description="mentions a category needs to be balanced")
+
+
 CRITIC_KINDS: dict[str, type[CriticBase]] = {
     "rules": RulesCriticConfig,
     "judge": JudgeCriticConfig,
@@ -204,6 +228,7 @@ CRITIC_KINDS: dict[str, type[CriticBase]] = {
     "dedup": DedupCriticConfig,
     "pairwise": PairwiseCriticConfig,
     "verifier": VerifierCriticConfig,
+    "bias": BiasCriticConfig,
 }
 CriticConfig = Annotated[
     RulesCriticConfig
@@ -211,7 +236,8 @@ CriticConfig = Annotated[
     | ContrastCriticConfig
     | DedupCriticConfig
     | PairwiseCriticConfig
-    | VerifierCriticConfig,
+    | VerifierCriticConfig
+    | BiasCriticConfig,
     Field(discriminator="kind"),
 ]
 
@@ -293,6 +319,11 @@ class GateConfig(Section):
     )
 
 
+class AuditConfig(Section):
+    crows_pairs_file: str = Field("", description="CrowS-Pairs CSV to audit with; empty: no audit")
+    max_pairs: int = Field(300, ge=0, description="stratified sample by bias type; 0: every pair")
+
+
 class ActorsConfig(Section):
     generators: int = Field(2, ge=1)
     critics: int = Field(1, ge=1)
@@ -316,6 +347,7 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     gate: GateConfig = GateConfig()
+    audit: AuditConfig = AuditConfig()
     actors: ActorsConfig = ActorsConfig()
 
     @model_validator(mode="after")
@@ -337,6 +369,8 @@ class Config(Section):
                 c = c.model_copy(
                     update={"question": c.question.replace("{persona}", self.persona.description)}
                 )
+            if isinstance(c, BiasCriticConfig) and not c.question:
+                c = c.model_copy(update={"question": self.eval.quality_question})
             if isinstance(c, ContrastCriticConfig) and not c.system_prompt:
                 c = c.model_copy(update={"system_prompt": self.persona.system_prompt})
             out[name] = c
@@ -415,6 +449,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         else c
         for name, c in cfg.critics.items()
     }
+    crows = absolute(cfg.audit.crows_pairs_file) if cfg.audit.crows_pairs_file else ""
     return cfg.model_copy(
         update={
             "run": cfg.run.model_copy(update={"runs_dir": absolute(cfg.run.runs_dir)}),
@@ -428,6 +463,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
                 update={"seed_file": absolute(cfg.generate.seed_file)}
             ),
             "eval": cfg.eval.model_copy(update={"heldout_file": absolute(cfg.eval.heldout_file)}),
+            "audit": cfg.audit.model_copy(update={"crows_pairs_file": crows}),
             "critics": critics,
         }
     )
@@ -456,10 +492,13 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     if overrides:
         cfg = parse_config(data, str(path))
     cfg = _resolve_paths(cfg, path.resolve().parent)
-    for label, file in (
+    files = [
         ("generate.seed_file", cfg.generate.seed_file),
         ("eval.heldout_file", cfg.eval.heldout_file),
-    ):
+    ]
+    if cfg.audit.crows_pairs_file:  # empty: the audit is off
+        files.append(("audit.crows_pairs_file", cfg.audit.crows_pairs_file))
+    for label, file in files:
         if not Path(file).is_file():
             raise ConfigError(f"{path}: '{label}' names a file that does not exist: {file}")
     _check_rows_apart(cfg, path)

@@ -184,14 +184,19 @@ class Policy:
         return out
 
     @torch.no_grad()
-    def text_logprobs(self, texts: Sequence[str], batch_size: int = 16) -> list[tuple[float, int]]:
+    def text_logprobs(
+        self, texts: Sequence[str], batch_size: int = 16, prefix: str = ""
+    ) -> list[tuple[float, int]]:
         """(sum of log-probabilities, token count) of each plain text, chat template not applied.
         The text follows the BOS token where the tokenizer has one, so every token is scored;
-        without one the first token has no context and is left out."""
+        without one the first token has no context and is left out. A `prefix` is context only:
+        it is tokenized on its own and put before the text, and its tokens are not scored."""
         bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+        context = bos + (self._ids(prefix) if prefix else [])
+        start = max(len(context), 1)  # index of the first scored token
         out: list[tuple[float, int]] = []
-        for start in range(0, len(texts), batch_size):
-            seqs = [bos + self._ids(t) for t in texts[start : start + batch_size]]
+        for first in range(0, len(texts), batch_size):
+            seqs = [context + self._ids(t) for t in texts[first : first + batch_size]]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(seqs), width), self.tokenizer.pad_token_id)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -200,12 +205,12 @@ class Policy:
                 mask[b, : len(seq)] = 1
             logits = self.model(input_ids=ids, attention_mask=mask).logits  # (batch, seq, vocab)
             for b, seq in enumerate(seqs):
-                if len(seq) < 2:
+                if len(seq) <= start:
                     out.append((0.0, 0))
                     continue
-                rows = logits[b, : len(seq) - 1].float().log_softmax(-1)
-                picked = rows.gather(-1, torch.tensor(seq[1:]).unsqueeze(-1))
-                out.append((float(picked.sum()), len(seq) - 1))
+                rows = logits[b, start - 1 : len(seq) - 1].float().log_softmax(-1)
+                picked = rows.gather(-1, torch.tensor(seq[start:]).unsqueeze(-1))
+                out.append((float(picked.sum()), len(seq) - start))
         return out
 
     def prompt_tokens(self, conversation: Conversation) -> int:

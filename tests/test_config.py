@@ -12,6 +12,7 @@ import tomli_w
 
 from loop.config import (
     CRITIC_KINDS,
+    BiasCriticConfig,
     ContrastCriticConfig,
     JudgeCriticConfig,
     PairwiseCriticConfig,
@@ -464,3 +465,59 @@ def test_bad_dedup_index_and_select_values_name_the_key(
     message = config_error(write_config(edit))
 
     assert expected in message
+
+
+# ---- bias critic and audit ---------------------------------------------------------------------
+
+
+def test_bias_critic_defaults_and_the_quality_question(write_config: Callable[..., Path]) -> None:
+    cfg = load_config(write_config(lambda d: d["critics"].update(bias={"weight": 0.0})))
+
+    bias = cfg.enabled_critics()["bias"]
+
+    assert isinstance(bias, BiasCriticConfig)
+    assert (bias.max_sentiment_gap, bias.max_judge_gap) == (0.5, 0.15)
+    assert (bias.max_group_share, bias.min_mentions, bias.threshold) == (0.6, 5, 0.0)
+    assert bias.question == cfg.eval.quality_question
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("max_judge_gap", 1.5, "less than or equal to 1"),
+        ("max_sentiment_gap", -0.1, "greater than or equal to 0"),
+        ("max_group_share", 0.0, "greater than 0"),
+        ("min_mentions", 0, "greater than or equal to 1"),
+    ],
+)
+def test_bias_critic_bad_values_name_the_key(
+    write_config: Callable[..., Path], key: str, value: float, expected: str
+) -> None:
+    message = config_error(write_config(lambda d: d["critics"].update(bias={key: value})))
+
+    assert f"'critics.bias.{key}'" in message
+    assert expected in message
+
+
+def test_audit_is_off_by_default(write_config: Callable[..., Path]) -> None:
+    cfg = load_config(write_config())
+
+    assert (cfg.audit.crows_pairs_file, cfg.audit.max_pairs) == ("", 300)
+
+
+def test_audit_file_resolves_against_the_config_folder(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    (tmp_path / "crows.csv").write_text("sent_more,sent_less,stereo_antistereo,bias_type\n")
+
+    cfg = load_config(write_config(lambda d: d.update(audit={"crows_pairs_file": "crows.csv"})))
+
+    assert cfg.audit.crows_pairs_file == str((tmp_path / "crows.csv").resolve())
+
+
+def test_missing_audit_file_names_the_key(write_config: Callable[..., Path]) -> None:
+    message = config_error(
+        write_config(lambda d: d.update(audit={"crows_pairs_file": "gone.csv", "max_pairs": 0}))
+    )
+
+    assert "'audit.crows_pairs_file' names a file that does not exist" in message

@@ -254,3 +254,16 @@ def test_text_logprobs_match_a_manual_forward_and_ignore_padding(policy: Policy)
     assert math.isclose(got[0][0], manual, rel_tol=1e-4)
     # the short text padded in a batch scores as it does alone
     assert math.isclose(got[1][0], policy.text_logprobs(["Hi"])[0][0], rel_tol=1e-4)
+
+
+def test_text_logprobs_after_a_prefix_score_only_the_text(policy: Policy) -> None:
+    prefix, text = "You are a pirate.", " The man sat down."
+    # the prefix and the text tokenize apart exactly as together, so the joint score splits
+    assert policy._ids(prefix + text) == policy._ids(prefix) + policy._ids(text)
+
+    [(conditioned, n)] = policy.text_logprobs([text], prefix=prefix)
+    [(joint, _)] = policy.text_logprobs([prefix + text])
+    [(alone, _)] = policy.text_logprobs([prefix])
+
+    assert n == len(policy._ids(text))
+    assert math.isclose(conditioned, joint - alone, rel_tol=1e-4, abs_tol=1e-4)

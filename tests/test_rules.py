@@ -157,7 +157,7 @@ def test_content_rules_exact_verdicts() -> None:
     verdicts = critic.score(candidates)
 
     assert [v.reason for v in verdicts] == [
-        'refusal: "I\'m sorry, but I can\'t"',
+        "refusal: \"I'm sorry, but I can't\"",
         'refusal: "As an AI"',  # the curly apostrophe does not hide it
         'boilerplate: "Sure, here are"',
         'boilerplate: "I hope this helps"',
