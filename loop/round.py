@@ -21,6 +21,7 @@ import ray
 from tqdm.auto import tqdm
 
 from critics.base import Candidate, Verdict
+from critics.balance import balance_verdicts
 from critics.dedup import candidate_text
 from critics.diversity import diversity_metrics
 from critics.judge import length_bias
@@ -32,7 +33,7 @@ from generators.sampler import Sampling
 from generators.self_instruct import requests, screen
 from loop import gate
 from loop.actors import Actors
-from loop.config import Config, DedupCriticConfig
+from loop.config import BiasCriticConfig, Config, DedupCriticConfig
 from loop.evaluate import marker_pattern, paired_gain, persona_score, summarize
 from loop.pairs import build_pairs
 from loop.stop import Stopper
@@ -270,6 +271,19 @@ class RoundRunner:
         if dedup_name is not None:
             verdicts[dedup_name] = dedup
         ordered = {name: verdicts[name] for name in critics if name in verdicts}
+        # Balance: no group may take over the mentions in what the round keeps.
+        bias = next((c for c in critics.values() if isinstance(c, BiasCriticConfig)), None)
+        if bias is not None and bias.max_group_share < 1:
+            passing = [all(v[i].passed for v in ordered.values()) for i in range(len(candidates))]
+            ordered["balance"] = balance_verdicts(
+                ranking(combined),
+                [candidate_text(c) for c in candidates],
+                passing,
+                bias.max_group_share,
+                bias.min_mentions,
+                budget=self.cfg.select.budget,
+                prior=[f"{r['instruction']}\n{r['response']}" for r in history],
+            )
 
         # Over budget, keep a spread of the best rather than the best of one kind.
         sel = self.cfg.select
