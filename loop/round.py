@@ -20,8 +20,8 @@ import numpy as np
 import ray
 from tqdm.auto import tqdm
 
-from critics.base import Candidate, Verdict
 from critics.balance import balance_verdicts
+from critics.base import Candidate, Verdict
 from critics.dedup import candidate_text
 from critics.diversity import diversity_metrics
 from critics.judge import length_bias
