@@ -304,3 +304,38 @@ def test_all_errors_are_reported_at_once(write_config: Callable[..., Path]) -> N
 
     assert "'run.rounds'" in message
     assert "unknown key 'train.epoch'; did you mean 'epochs'?" in message
+
+
+def test_dpo_methods_and_their_settings_load(write_config: Callable[..., Path]) -> None:
+    edit = {"method": "sft+dpo", "start": "fresh", "reference": "base", "pair_margin": 0.1}
+    cfg = load_config(write_config(lambda d: d["train"].update(edit)))
+
+    assert (cfg.train.method, cfg.train.start, cfg.train.reference) == ("sft+dpo", "fresh", "base")
+    assert (cfg.train.pair_margin, cfg.train.dpo_beta) == (0.1, 0.1)
+
+
+def test_dpo_with_a_lora_on_lm_head_names_the_fix(write_config: Callable[..., Path]) -> None:
+    message = config_error(
+        write_config(
+            lambda d: d["train"].update(method="dpo", target_modules=["q_proj", "lm_head"])
+        )
+    )
+
+    assert "'train': Value error, method 'dpo' cannot train a LoRA on lm_head" in message
+    assert "remove 'lm_head' from train.target_modules, or use method 'sft'" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("method", "ppo", "'train.method': Input should be 'sft', 'dpo' or 'sft+dpo'"),
+        ("reference", "sft", "'train.reference': Input should be 'base' or 'previous'"),
+        ("start", "new", "'train.start': Input should be 'previous' or 'fresh'"),
+        ("pair_margin", 1.5, "'train.pair_margin': Input should be less than or equal to 1"),
+        ("dpo_beta", 0.0, "'train.dpo_beta': Input should be greater than 0"),
+    ],
+)
+def test_bad_dpo_setting_names_the_key(
+    write_config: Callable[..., Path], key: str, value: Any, expected: str
+) -> None:
+    assert expected in config_error(write_config(lambda d: d["train"].update({key: value})))
