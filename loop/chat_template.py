@@ -78,6 +78,11 @@ def _row_problems(
     return problems
 
 
+def _row_id(row: dict[str, Any], index: int) -> str:
+    found = (row.get(k) for k in ("id", "prompt_id"))
+    return str(next((x for x in found if x is not None), index))
+
+
 def _check(
     rows: Sequence[dict[str, Any]],
     tokenizer: Any,
@@ -97,7 +102,7 @@ def _check(
         found = _row_problems(tokenizer, row, completions, max_length, ends)
         for p in found:
             problems[p] += 1
-            offending[p].append(str(row.get("id", row.get("prompt_id", i))))
+            offending[p].append(_row_id(row, i))
         if not found:
             kept.append(row)
     report = TemplateReport(len(rows), len(kept), problems, offending)
