@@ -1,6 +1,6 @@
 """Training throughput of the real default model on CPU: SFT examples/s and DPO pairs/s.
 
-    HF_HUB_OFFLINE=1 python -m benchmarks.train_speed [--rows 16] [--threads 2] [--epochs 1] [--methods sft,dpo]
+    HF_HUB_OFFLINE=1 python -m benchmarks.train_speed [--rows 16] [--threads 2] [--methods sft,dpo]
 
 Instructions are the repo's seed prompts; responses are hand-written paragraphs of about the
 length a round produces (generate.max_new_tokens = 128), so each row has a realistic token count.
