@@ -253,7 +253,20 @@ class SelectConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["sft"] = "sft"
+    method: Literal["sft", "dpo", "sft+dpo"] = Field(
+        "sft", description="sft on survivors, dpo on preference pairs, or sft then dpo"
+    )
+    start: Literal["previous", "fresh"] = Field(
+        "previous", description="continue the previous adapter, or a fresh LoRA on the base"
+    )
+    reference: Literal["base", "previous"] = Field(
+        "previous", description="DPO reference: the base, or the previous round's policy"
+    )
+    dpo_beta: float = Field(0.1, gt=0.0, description="DPO's pull towards the reference")
+    dpo_learning_rate: float = Field(5e-5, gt=0.0, lt=1.0)
+    pair_margin: float = Field(
+        0.05, ge=0.0, le=1.0, description="least combined-score gap of a preference pair"
+    )
     epochs: float = Field(2.0, gt=0.0)
     learning_rate: float = Field(2e-4, gt=0.0, lt=1.0)
     batch_size: int = Field(4, ge=1)
@@ -264,6 +277,16 @@ class TrainConfig(Section):
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
+
+    @model_validator(mode="after")
+    def _dpo_can_train_the_targets(self) -> TrainConfig:
+        # TRL's DPO reads log-probs through lm_head's weight directly, so a LoRA there never trains.
+        if self.method != "sft" and "lm_head" in self.target_modules:
+            raise ValueError(
+                f"method '{self.method}' cannot train a LoRA on lm_head: "
+                "remove 'lm_head' from train.target_modules, or use method 'sft'"
+            )
+        return self
 
 
 class EvalConfig(PoolFields):

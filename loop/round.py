@@ -427,16 +427,17 @@ class RoundRunner:
                 "summary": f"skipped: no {what}",
             }
         trainer = self.actors.trainer
+        # The trainer reads train.start and train.reference to use the previous adapter as
+        # the starting point, the DPO reference, both or neither.
         start = start_adapter if t.start == "previous" else None
         reference = start_adapter if t.reference == "previous" else None
         future = trainer.train.remote(
             examples,
             t,
             str(self.store.round_dir(k) / "adapter"),
-            start,
+            start_adapter,
             derive_seed(self.cfg.run.seed, k, "train"),
             pairs,
-            reference,
         )
         with tqdm(
             desc=f"round {k} train", unit="step", disable=not self.progress, leave=False
@@ -450,7 +451,7 @@ class RoundRunner:
         return {
             "trained": True,
             **info,
-            **asdict(result),
+            **asdict(result),  # its `trained` wins: a method with no rows trains nothing
             "adapter": None if result.adapter is None else "adapter",
             "models": self._models(k, start, reference),
             "examples_per_second": round(result.examples / max(result.seconds, 1e-9), 2),

@@ -1,8 +1,13 @@
-"""LoRA SFT on a round's survivors with TRL's SFTTrainer, continuing from the previous adapter.
+"""LoRA training of the policy with TRL: SFT on a round's survivors, DPO on its preference pairs,
+or SFT then DPO on the same adapter.
 
 The base model is loaded once per trainer actor; each round wraps it in a PEFT model (a fresh
 LoRA, or the previous adapter made trainable), trains, saves the adapter, and unloads the LoRA
 layers again so the next round starts from the untouched base.
+
+DPO's reference is a second, frozen adapter named "ref" on the same PEFT model, which TRL's
+DPOTrainer (1.16) switches to for the reference pass; with no "ref" adapter it disables the
+adapters instead, which gives the base. No second copy of the model is held.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import math
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +30,96 @@ from transformers import (
     set_seed,
 )
 
+from loop.chat_template import TemplateReport, check_examples, check_pairs
 from loop.config import TrainConfig
 from loop.store import replace_dir
 
 log = logging.getLogger(__name__)
 
+REF = "ref"  # the adapter name TRL's DPOTrainer uses for the reference policy
+
 
 @dataclass(frozen=True)
 class TrainResult:
-    examples: int
-    steps: int
-    loss: float  # mean training loss over the run
-    losses: list[float]  # per logged step
+    examples: int  # SFT rows trained on, after the chat-template checks
+    steps: int  # optimiser steps over all phases
+    loss: float  # mean training loss of the last phase that ran; nan when none ran
+    losses: list[float]  # per logged step, all phases in order
     diverged: bool  # a NaN or infinite loss stopped training
     seconds: float
-    adapter: str | None  # None when training diverged and nothing was saved
+    adapter: str | None  # None when training diverged or did not run, and nothing was saved
+    method: str = "sft"
+    trained: bool = True  # False: the method had no rows to train on
+    pairs: int = 0  # preference pairs trained on, after the chat-template checks
+    sft_loss: float | None = None  # mean loss of each phase that ran
+    dpo_loss: float | None = None
+    dpo: dict[str, float] = field(default_factory=dict)  # last logged rewards/* and logps/*
+    checks: dict[str, int] = field(default_factory=dict)  # "sft/eos": rows dropped, and so on
 
 
 class _Watch(TrainerCallback):
     """Records progress for the driver and stops training on a non-finite loss."""
 
     def __init__(self) -> None:
+        self.done = 0  # steps of the phases before the one in flight
         self.step = 0
         self.total = 0
         self.losses: list[float] = []
         self.diverged = False
+        self.dpo: dict[str, float] = {}
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001 (TRL's signature)
-        self.step, self.total = state.global_step, state.max_steps
+        self.step, self.total = self.done + state.global_step, self.done + state.max_steps
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.done = self.step
 
     def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-        loss = (logs or {}).get("loss")
+        logs = logs or {}
+        self.dpo |= {k: float(v) for k, v in logs.items() if k.startswith(("rewards/", "logps/"))}
+        loss = logs.get("loss")
         if loss is None:
             return
         self.losses.append(float(loss))
         if not math.isfinite(loss):
             self.diverged = True
             control.should_training_stop = True
+
+
+def _common_args(cfg: TrainConfig, seed: int, scratch: str) -> dict[str, Any]:
+    """TrainingArguments shared by the SFT and the DPO phase."""
+    return {
+        "output_dir": scratch,
+        "num_train_epochs": cfg.epochs,
+        "per_device_train_batch_size": cfg.batch_size,
+        "max_length": cfg.max_length,
+        "logging_steps": 1,
+        # the default hides NaN and inf losses from the logs, where the watch looks
+        "logging_nan_inf_filter": False,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": not torch.cuda.is_available(),
+        # a 135M model needs no activation checkpointing, and it turns the KV cache off
+        "activation_checkpointing": False,
+        "seed": seed,
+        "data_seed": seed,
+        "disable_tqdm": True,
+        "bf16": False,
+    }
+
+
+def _set_reference(model: Any, adapter: str | None) -> None:
+    """Make `adapter` (None: the base) the policy DPO measures against."""
+    # Given a PEFT model, DPOTrainer copies the adapter in training into "ref": the policy as
+    # DPO starts, which after an SFT phase is neither the base nor the previous round's policy.
+    if REF in model.peft_config:
+        model.delete_adapter(REF)
+    if adapter:
+        model.load_adapter(adapter, adapter_name=REF, is_trainable=False)
+
+
+def _counts(kind: str, report: TemplateReport) -> dict[str, int]:
+    return {f"{kind}/{problem}": n for problem, n in report.problems.items()}
 
 
 class Trainer:
@@ -81,7 +139,7 @@ class Trainer:
         self._watch = _Watch()
 
     def progress(self) -> tuple[int, int]:
-        """(steps done, steps planned) of the training in flight."""
+        """(steps done, steps planned) of the training in flight; a DPO phase adds its steps."""
         return self._watch.step, self._watch.total
 
     def _peft_model(self, cfg: TrainConfig, start_adapter: str | None) -> Any:
@@ -98,39 +156,68 @@ class Trainer:
         )
         return get_peft_model(self.base, lora)
 
-    def _fit(self, model: Any, rows: list[dict[str, Any]], cfg: TrainConfig, seed: int) -> Any:
+    def _fit_sft(self, model: Any, rows: list[dict[str, Any]], cfg: TrainConfig, seed: int) -> Any:
         from datasets import Dataset
         from trl import SFTConfig, SFTTrainer
 
         with tempfile.TemporaryDirectory(prefix="selfloop-trl-") as scratch:
-            args = SFTConfig(
-                output_dir=scratch,
-                num_train_epochs=cfg.epochs,
-                per_device_train_batch_size=cfg.batch_size,
-                learning_rate=cfg.learning_rate,
-                max_length=cfg.max_length,
-                logging_steps=1,
-                # the default hides NaN and inf losses from the logs, where the watch looks
-                logging_nan_inf_filter=False,
-                save_strategy="no",
-                report_to="none",
-                use_cpu=not torch.cuda.is_available(),
-                # a 135M model needs no activation checkpointing, and it turns the KV cache off
-                activation_checkpointing=False,
-                seed=seed,
-                data_seed=seed,
-                disable_tqdm=True,
-                bf16=False,
-            )
             trainer = SFTTrainer(
                 model=model,
-                args=args,
+                args=SFTConfig(learning_rate=cfg.learning_rate, **_common_args(cfg, seed, scratch)),
                 train_dataset=Dataset.from_list(rows),
                 processing_class=self.tokenizer,
                 callbacks=[self._watch],
             )
             trainer.remove_callback(PrinterCallback)  # the driver shows progress; logs go to files
             return trainer.train()
+
+    def _fit_dpo(
+        self,
+        model: Any,
+        rows: list[dict[str, Any]],
+        cfg: TrainConfig,
+        seed: int,
+        reference: str | None,
+    ) -> Any:
+        from datasets import Dataset
+        from trl import DPOConfig, DPOTrainer
+
+        args = {"learning_rate": cfg.dpo_learning_rate, "beta": cfg.dpo_beta}
+        with tempfile.TemporaryDirectory(prefix="selfloop-trl-") as scratch:
+            try:
+                trainer = DPOTrainer(
+                    model=model,
+                    args=DPOConfig(**args, **_common_args(cfg, seed, scratch)),
+                    train_dataset=Dataset.from_list(rows),
+                    processing_class=self.tokenizer,
+                    callbacks=[self._watch],
+                )
+                trainer.remove_callback(PrinterCallback)
+                _set_reference(model, reference)
+                return trainer.train()
+            finally:
+                if REF in model.peft_config:
+                    model.delete_adapter(REF)
+                # DPOTrainer patches the base's forward with a fused log-prob head; drop it, so
+                # the base the next round wraps is the one loaded.
+                vars(model.get_base_model()).pop("forward", None)
+
+    def _checked(
+        self, examples: Sequence[dict[str, Any]], pairs: Sequence[dict[str, Any]], cfg: TrainConfig
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+        """The rows each phase of the method trains on, after the chat-template checks."""
+        ends = self.base.generation_config.eos_token_id
+        ends = [ends] if isinstance(ends, int) else list(ends or [])
+        sft, dpo, checks = [], [], {}
+        if cfg.method in ("sft", "sft+dpo"):
+            sft, report = check_examples(examples, self.tokenizer, cfg.max_length, ends)
+            sft = [{"prompt": r["prompt"], "completion": r["completion"]} for r in sft]
+            checks |= _counts("sft", report)
+        if cfg.method in ("dpo", "sft+dpo"):
+            dpo, report = check_pairs(pairs, self.tokenizer, cfg.max_length, ends)
+            dpo = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in dpo]
+            checks |= _counts("dpo", report)
+        return sft, dpo, checks
 
     @staticmethod
     def _save(model: Any, final: Path) -> str:
@@ -141,30 +228,63 @@ class Trainer:
 
     def train(
         self,
-        examples: Sequence[dict[str, Any]],  # TRL prompt/completion rows
+        examples: Sequence[dict[str, Any]],  # TRL prompt/completion rows (survivors)
         cfg: TrainConfig,
         out_dir: str,
-        start_adapter: str | None = None,
+        previous_adapter: str | None = None,
         seed: int = 0,
+        pairs: Sequence[dict[str, Any]] | None = None,  # TRL prompt/chosen/rejected rows
     ) -> TrainResult:
+        """Train cfg.method and save the adapter to out_dir.
+
+        previous_adapter is the last accepted round's adapter (None before any): cfg.start says
+        whether training continues from it, cfg.reference whether DPO measures against it.
+        """
         started = time.perf_counter()
-        rows = [{"prompt": e["prompt"], "completion": e["completion"]} for e in examples]
+        sft_rows, dpo_rows, checks = self._checked(examples, pairs or [], cfg)
+        self._watch = _Watch()
+        if not sft_rows and not dpo_rows:
+            return self._result(cfg, {}, [], [], checks, None, started)
         # The new LoRA's initial weights come from the global generator: seed it, so that a
         # round trained again after a crash starts from the same weights.
         set_seed(seed)
-        model = self._peft_model(cfg, start_adapter)
-        self._watch = _Watch()
+        model = self._peft_model(cfg, previous_adapter if cfg.start == "previous" else None)
+        reference = previous_adapter if cfg.reference == "previous" else None
+        outputs = {}
         try:
-            output = self._fit(model, rows, cfg, seed)
+            if sft_rows:
+                outputs["sft"] = self._fit_sft(model, sft_rows, cfg, seed)
+            if dpo_rows and not self._watch.diverged:
+                outputs["dpo"] = self._fit_dpo(model, dpo_rows, cfg, seed, reference)
             adapter = None if self._watch.diverged else self._save(model, Path(out_dir))
         finally:
             self.base = model.unload()  # drop the LoRA layers; base weights were never merged
+        return self._result(cfg, outputs, sft_rows, dpo_rows, checks, adapter, started)
+
+    def _result(
+        self,
+        cfg: TrainConfig,
+        outputs: dict[str, Any],
+        sft_rows: list[dict[str, Any]],
+        dpo_rows: list[dict[str, Any]],
+        checks: dict[str, int],
+        adapter: str | None,
+        started: float,
+    ) -> TrainResult:
+        losses = {phase: float(out.training_loss) for phase, out in outputs.items()}
         return TrainResult(
-            examples=len(rows),
-            steps=output.global_step,
-            loss=float(output.training_loss),
+            examples=len(sft_rows) if "sft" in outputs else 0,
+            steps=sum(out.global_step for out in outputs.values()),
+            loss=list(losses.values())[-1] if losses else math.nan,
             losses=self._watch.losses,
             diverged=self._watch.diverged,
             seconds=time.perf_counter() - started,
             adapter=adapter,
+            method=cfg.method,
+            trained=bool(outputs),
+            pairs=len(dpo_rows) if "dpo" in outputs else 0,
+            sft_loss=losses.get("sft"),
+            dpo_loss=losses.get("dpo"),
+            dpo=self._watch.dpo,
+            checks=checks,
         )

@@ -481,6 +481,25 @@ def test_bias_critic_defaults_and_the_quality_question(write_config: Callable[..
     assert bias.question == cfg.eval.quality_question
 
 
+def test_dpo_methods_and_their_settings_load(write_config: Callable[..., Path]) -> None:
+    edit = {"method": "sft+dpo", "start": "fresh", "reference": "base", "pair_margin": 0.1}
+    cfg = load_config(write_config(lambda d: d["train"].update(edit)))
+
+    assert (cfg.train.method, cfg.train.start, cfg.train.reference) == ("sft+dpo", "fresh", "base")
+    assert (cfg.train.pair_margin, cfg.train.dpo_beta) == (0.1, 0.1)
+
+
+def test_dpo_with_a_lora_on_lm_head_names_the_fix(write_config: Callable[..., Path]) -> None:
+    message = config_error(
+        write_config(
+            lambda d: d["train"].update(method="dpo", target_modules=["q_proj", "lm_head"])
+        )
+    )
+
+    assert "'train': Value error, method 'dpo' cannot train a LoRA on lm_head" in message
+    assert "remove 'lm_head' from train.target_modules, or use method 'sft'" in message
+
+
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
@@ -521,3 +540,16 @@ def test_missing_audit_file_names_the_key(write_config: Callable[..., Path]) -> 
     )
 
     assert "'audit.crows_pairs_file' names a file that does not exist" in message
+
+
+        ("method", "ppo", "'train.method': Input should be 'sft', 'dpo' or 'sft+dpo'"),
+        ("reference", "sft", "'train.reference': Input should be 'base' or 'previous'"),
+        ("start", "new", "'train.start': Input should be 'previous' or 'fresh'"),
+        ("pair_margin", 1.5, "'train.pair_margin': Input should be less than or equal to 1"),
+        ("dpo_beta", 0.0, "'train.dpo_beta': Input should be greater than 0"),
+    ],
+)
+def test_bad_dpo_setting_names_the_key(
+    write_config: Callable[..., Path], key: str, value: Any, expected: str
+) -> None:
+    assert expected in config_error(write_config(lambda d: d["train"].update({key: value})))

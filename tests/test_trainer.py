@@ -49,7 +49,7 @@ def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> d
         ROWS,
         CFG.model_copy(update={"learning_rate": 1e-9}),
         str(out / "round_002"),
-        start_adapter=first.adapter,
+        previous_adapter=first.adapter,
         seed=1,
     )
     return {
