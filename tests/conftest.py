@@ -99,6 +99,10 @@ def _write_config(tmp_path: Path, **sections: dict) -> Path:
         "max_new_tokens": 24,
     }
     data["train"] |= {"epochs": 1}
+    data["audit"] |= {
+        "crows_pairs_file": str(REPO.parent / "shared/data/crows_pairs_anonymized.csv"),
+        "max_pairs": 16,
+    }
     for name, values in sections.items():
         for key, value in values.items():
             if isinstance(value, dict):

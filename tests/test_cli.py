@@ -14,6 +14,12 @@ from loop.store import RunStore
 REPO = Path(__file__).resolve().parents[1]
 
 
+def anchored(text: str) -> str:
+    """The repo config's relative data paths made absolute, so a copy works from any folder."""
+    text = text.replace('"generators/data/', f'"{REPO}/generators/data/')
+    return text.replace('"../shared/data/', f'"{REPO.parent}/shared/data/')
+
+
 def _est(mean: float) -> dict:
     return {"mean": mean, "lo": mean - 0.05, "hi": mean + 0.05, "n": 4}
 
@@ -180,7 +186,7 @@ def test_run_with_bad_config_writes_nothing(tmp_path: Path, capsys, edit, messag
     edited = edit((REPO / "config.toml").read_text())
     assert edited != (REPO / "config.toml").read_text()
     config = tmp_path / "config.toml"
-    config.write_text(edited.replace('"generators/data/', f'"{REPO}/generators/data/'))
+    config.write_text(anchored(edited))
     assert main(["run", str(config), "--run-dir", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
@@ -194,9 +200,7 @@ def test_run_with_bad_config_writes_nothing(tmp_path: Path, capsys, edit, messag
     ],
 )
 def test_run_with_missing_model_writes_nothing(tmp_path: Path, capsys, policy, message) -> None:
-    text = (
-        (REPO / "config.toml").read_text().replace('"generators/data/', f'"{REPO}/generators/data/')
-    )
+    text = anchored((REPO / "config.toml").read_text())
     text = text.replace('policy = "embedded:smollm2-135m-instruct"', f'policy = "{policy}"')
     (tmp_path / "config.toml").write_text(text)
     assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
@@ -224,10 +228,7 @@ def test_run_with_empty_seed_file(tmp_path: Path, capsys) -> None:
     text = text.replace(
         'seed_file = "generators/data/seeds.jsonl"', f'seed_file = "{tmp_path / "seeds.jsonl"}"'
     )
-    text = text.replace(
-        '"generators/data/heldout.jsonl"', f'"{REPO}/generators/data/heldout.jsonl"'
-    )
-    (tmp_path / "config.toml").write_text(text)
+    (tmp_path / "config.toml").write_text(anchored(text))
     assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
     assert "holds no instructions" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

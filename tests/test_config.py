@@ -32,6 +32,9 @@ def base_data(repo_root: Path, seeds_file: Path, heldout_file: Path) -> dict[str
     data = tomllib.loads((repo_root / "config.toml").read_text(encoding="utf-8"))
     data["generate"]["seed_file"] = str(seeds_file)
     data["eval"]["heldout_file"] = str(heldout_file)
+    data["audit"]["crows_pairs_file"] = str(
+        repo_root.parent / "shared/data/crows_pairs_anonymized.csv"
+    )
     return data
 
 
@@ -519,7 +522,7 @@ def test_bias_critic_bad_values_name_the_key(
 
 
 def test_audit_is_off_by_default(write_config: Callable[..., Path]) -> None:
-    cfg = load_config(write_config())
+    cfg = load_config(write_config(lambda d: d.pop("audit")))
 
     assert (cfg.audit.crows_pairs_file, cfg.audit.max_pairs) == ("", 300)
 
@@ -542,6 +545,9 @@ def test_missing_audit_file_names_the_key(write_config: Callable[..., Path]) -> 
     assert "'audit.crows_pairs_file' names a file that does not exist" in message
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
         ("method", "ppo", "'train.method': Input should be 'sft', 'dpo' or 'sft+dpo'"),
         ("reference", "sft", "'train.reference': Input should be 'base' or 'previous'"),
         ("start", "new", "'train.start': Input should be 'previous' or 'fresh'"),
