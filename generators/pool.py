@@ -6,12 +6,12 @@ example the Self-Instruct seed tasks). Instances with an `input` are folded into
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from loop.errors import ConfigError
+from loop.jsonl import read_objects
 
 
 @dataclass(frozen=True)
@@ -37,22 +37,9 @@ def _instruction_of(row: dict) -> str:
 
 def load_prompts(path: str | Path, source: str, key: str) -> list[Prompt]:
     """Read a JSONL instruction file. `key` names the config key in error messages."""
-    path = Path(path)
     prompts: list[Prompt] = []
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"'{key}': {path} is not UTF-8 text (byte {err.start})") from None
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-        if isinstance(row, list):
-            raise ConfigError(f"{path}:{number}: one JSON object per line is needed, not an array")
-        instruction = row.get("instruction") if isinstance(row, dict) else None
+    for number, row in read_objects(path, key):
+        instruction = row.get("instruction")
         if not isinstance(instruction, str) or not instruction.strip():
             raise ConfigError(
                 f"{path}:{number}: a line needs an 'instruction' field holding non-empty text"
