@@ -7,6 +7,7 @@ set-level dedup runs on one actor because it needs the whole round in rank order
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -15,6 +16,7 @@ from critics.contrast import ContrastCritic
 from critics.dedup import DedupCritic, Embedder, candidate_text
 from critics.judge import JudgeCritic, p_yes
 from critics.rules import RulesCritic
+from loop import explain, retention
 from loop.config import (
     ContrastCriticConfig,
     CriticBase,
@@ -98,3 +100,15 @@ class CriticPanel:
         """P(yes) for `question` from a fixed judge: the base model plus `adapter` (None: base)."""
         self.policy.set_adapter(adapter)
         return p_yes(self.policy, question, pairs)
+
+    def retention(self, adapter: str | None) -> dict[str, Any]:
+        """Perplexity and multiple-choice figures of base + `adapter` (None: the base) on the
+        shipped retention data, per item kept; loop.retention.compare() pairs two of them."""
+        self.policy.set_adapter(adapter)
+        return retention.retention(
+            self.policy, retention.load_passages(), retention.load_questions()
+        )
+
+    def explain(self, adapter: str, max_new_tokens: int, k: int = 5) -> dict[str, Any]:
+        """Update norms, probe KL and the k most changed probe answers of `adapter`."""
+        return explain.explain(self.policy, adapter, explain.load_probes(), max_new_tokens, k)
