@@ -28,7 +28,7 @@ from loop.policy import Conversation, Policy
 from loop.stats import estimate
 
 PROBES = Path(__file__).parent / "data" / "probes.jsonl"
-KL_TOKEN_BUDGET = 512  # answer tokens whose full distributions are held at once, per arm
+KL_TOKEN_BUDGET = 256  # answer tokens held at once as full distributions: ~50 MB per arm
 _ROUGE = rouge_scorer.RougeScorer(["rougeL"])
 _LAYER = re.compile(r"layers\.\d+")
 
