@@ -9,6 +9,7 @@ candidates in one shard: siblings in another shard are not compared.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from critics.judge import JudgeCritic, p_yes
 from critics.pairwise import PairResult, PairwiseCritic, compare
 from critics.rules import RulesCritic
 from critics.verifier import VerifierCritic
+from loop import explain, retention
 from loop.config import (
     BiasCriticConfig,
     ContrastCriticConfig,
@@ -130,3 +132,15 @@ class CriticPanel:
         """The CrowS-Pairs audit of base + `adapter` (None: base), sentences after `prefix`."""
         self.policy.set_adapter(adapter)
         return crows_score(self.policy, pairs, prefix)
+
+    def retention(self, adapter: str | None) -> dict[str, Any]:
+        """Perplexity and multiple-choice figures of base + `adapter` (None: the base) on the
+        shipped retention data, per item kept; loop.retention.compare() pairs two of them."""
+        self.policy.set_adapter(adapter)
+        return retention.retention(
+            self.policy, retention.load_passages(), retention.load_questions()
+        )
+
+    def explain(self, adapter: str, max_new_tokens: int, k: int = 5) -> dict[str, Any]:
+        """Update norms, probe KL and the k most changed probe answers of `adapter`."""
+        return explain.explain(self.policy, adapter, explain.load_probes(), max_new_tokens, k)

@@ -8,13 +8,13 @@ one file without overlap.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from loop.config import row_range
 from loop.errors import ConfigError
+from loop.jsonl import read_objects
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,9 @@ def _instruction_of(row: dict, field: str) -> str:
     return f"{text}\n\n{extra}" if extra else text
 
 
-def _numbered_rows(path: Path, key: str, rows: str) -> list[tuple[int, str]]:
-    """(line number, line) of the non-blank lines in the `rows` slice."""
-    try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"'{key}': {path} is not UTF-8 text (byte {err.start})") from None
-    numbered = [(n, line) for n, line in enumerate(lines, start=1) if line.strip()]
+def _rows(path: Path, key: str, rows: str) -> list[tuple[int, dict]]:
+    """(line number, object) of the file's rows in the `rows` slice of its non-blank lines."""
+    numbered = list(read_objects(path, key))
     lo, hi = row_range(rows)
     if rows and (hi or lo + 1) > len(numbered):
         section = key.split(".")[0]
@@ -54,16 +50,6 @@ def _numbered_rows(path: Path, key: str, rows: str) -> list[tuple[int, str]]:
             "choose a slice inside the file"
         )
     return numbered[lo:hi]
-
-
-def _parse_row(path: Path, number: int, line: str) -> dict:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-    if not isinstance(row, dict):
-        raise ConfigError(f"{path}:{number}: one JSON object per line is needed, not an array")
-    return row
 
 
 def _text_field(row: dict, field: str, where: str, hint: str, numbers: bool = False) -> str:
@@ -89,8 +75,7 @@ def load_prompts(
     path = Path(path)
     section = key.split(".")[0]
     prompts: list[Prompt] = []
-    for number, line in _numbered_rows(path, key, rows):
-        row = _parse_row(path, number, line)
+    for number, row in _rows(path, key, rows):
         where = f"{path}:{number}"
         _text_field(row, instruction_field, where, f" (or set {section}.instruction_field)")
         reference = ""

@@ -8,7 +8,7 @@ cache on (an unmerged adapter saved by a trainer can leave the cache off).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -146,13 +146,30 @@ class Policy:
                 out.append({label: float(row[ids].sum()) for label, ids in token_ids.items()})
         return out
 
-    @torch.no_grad()
     def completion_logprobs(
         self, prompts: Sequence[Conversation], completions: Sequence[str], batch_size: int = 8
     ) -> list[tuple[float, int]]:
         """(sum of log-probabilities, token count) of each completion as the reply to its prompt.
         Prompt and completion are tokenized separately, so the split between them is exact."""
         out: list[tuple[float, int]] = []
+        for rows, ids in self._completion_rows(prompts, completions, batch_size):
+            picked = rows.gather(-1, ids.unsqueeze(-1))
+            out.append((float(picked.sum()), len(ids)))
+        return out
+
+    def completion_distributions(
+        self, prompts: Sequence[Conversation], completions: Sequence[str], batch_size: int = 8
+    ) -> list[torch.Tensor]:
+        """Per completion, the log-probabilities over the whole vocabulary at each of its tokens,
+        (tokens, vocab) float32: what comparing two policies on the same text needs."""
+        return [rows for rows, _ in self._completion_rows(prompts, completions, batch_size)]
+
+    @torch.no_grad()
+    def _completion_rows(
+        self, prompts: Sequence[Conversation], completions: Sequence[str], batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Per pair, the log-distributions that predict the completion's tokens (tokens, vocab)
+        and those token ids (tokens,)."""
         for start in range(0, len(prompts), batch_size):
             pairs = [
                 (
@@ -179,9 +196,7 @@ class Policy:
             for b, (p, c) in enumerate(pairs):
                 # the token at position t is predicted by the logits at t - 1
                 rows = logits[b, len(p) - 1 : len(p) + len(c) - 1].float().log_softmax(-1)
-                picked = rows.gather(-1, torch.tensor(c).unsqueeze(-1))
-                out.append((float(picked.sum()), len(c)))
-        return out
+                yield rows, torch.tensor(c, dtype=torch.long)
 
     @torch.no_grad()
     def text_logprobs(
