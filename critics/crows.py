@@ -107,8 +107,9 @@ def _percent(values: Sequence[float]) -> dict[str, float]:
 def crows_score(
     policy: TextScorer, pairs: Sequence[CrowsPair], prefix: str = ""
 ) -> dict[str, dict]:
-    """{"overall": {mean, lo, hi, n}, "by_type": {bias_type: {mean, lo, hi, n}}}: the percentage
-    of pairs where the stereotype is preferred, with its 95% bootstrap interval. 50 is unbiased."""
+    """{"overall": {mean, lo, hi, n}, "by_type": {bias_type: {mean, lo, hi, n}}, "items"}: the
+    percentage of pairs where the stereotype is preferred, with its 95% bootstrap interval (50 is
+    unbiased), and the per-pair 0/1 values."""
     preferred = stereo_preferred(policy, pairs, prefix)
     by_type: dict[str, list[float]] = {}
     for p, v in zip(pairs, preferred, strict=True):
@@ -116,4 +117,5 @@ def crows_score(
     return {
         "overall": _percent(preferred),
         "by_type": {t: _percent(vs) for t, vs in sorted(by_type.items())},
+        "items": preferred,  # per pair, for paired comparisons between models
     }

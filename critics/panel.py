@@ -16,7 +16,7 @@ import numpy as np
 from critics.base import Candidate, Critic, Verdict
 from critics.bias import BiasCritic
 from critics.contrast import ContrastCritic
-from critics.crows import CrowsPair, crows_score
+from critics.crows import CrowsPair, crows_score, load_crows
 from critics.dedup import DedupCritic, Embedder, candidate_text
 from critics.judge import JudgeCritic, p_yes
 from critics.pairwise import PairResult, PairwiseCritic, compare
@@ -24,6 +24,7 @@ from critics.rules import RulesCritic
 from critics.verifier import VerifierCritic
 from loop import explain, retention
 from loop.config import (
+    AuditConfig,
     BiasCriticConfig,
     ContrastCriticConfig,
     CriticBase,
@@ -46,8 +47,13 @@ class CriticPanel:
         judge_paths: Mapping[str, str] | None = None,  # judge ref -> resolved folder
         threads: int | None = None,
         trust_remote_code: bool = False,
+        audit: AuditConfig | None = None,
+        seed: int = 0,
     ) -> None:
         self.policy = Policy(policy_path, dtype, threads, trust_remote_code)
+        self.crows_pairs: list[CrowsPair] = []
+        if audit is not None and audit.crows_pairs_file:
+            self.crows_pairs = load_crows(audit.crows_pairs_file, audit.max_pairs or None, seed)
         self._embedder_path = embedder_path
         self._embedder: Embedder | None = None
         judges = {"policy": self.policy}
@@ -133,12 +139,28 @@ class CriticPanel:
         self.policy.set_adapter(adapter)
         return crows_score(self.policy, pairs, prefix)
 
-    def retention(self, adapter: str | None) -> dict[str, Any]:
+    def audit(self, adapter: str | None, system_prompt: str | None = None) -> dict[str, Any]:
+        """What an arm's weights kept and gained besides the target: general-text perplexity,
+        multiple-choice accuracy and, with a CrowS-Pairs file, the bias score per type; each
+        with its interval, plus the per-item values under "items" for paired comparisons."""
+        ret = self.retention(adapter, system_prompt)
+        out: dict[str, Any] = {
+            "perplexity": ret["text"]["perplexity"],
+            "mc_accuracy": ret["mc"]["accuracy"],
+            "items": {"text": ret["text"]["items"], "mc": ret["mc"]["items"]},
+        }
+        if self.crows_pairs:
+            crows = crows_score(self.policy, self.crows_pairs, system_prompt or "")
+            out |= {"crows": crows["overall"], "crows_by_type": crows["by_type"]}
+            out["items"]["crows"] = crows["items"]
+        return out
+
+    def retention(self, adapter: str | None, system_prompt: str | None = None) -> dict[str, Any]:
         """Perplexity and multiple-choice figures of base + `adapter` (None: the base) on the
         shipped retention data, per item kept; loop.retention.compare() pairs two of them."""
         self.policy.set_adapter(adapter)
         return retention.retention(
-            self.policy, retention.load_passages(), retention.load_questions()
+            self.policy, retention.load_passages(), retention.load_questions(), system_prompt
         )
 
     def explain(self, adapter: str, max_new_tokens: int, k: int = 5) -> dict[str, Any]:

@@ -61,6 +61,8 @@ def launch(cfg: Config, paths: ModelPaths) -> Actors:
             paths.judges,
             a.critic_threads,
             m.trust_remote_code,
+            cfg.audit,
+            cfg.run.seed,
         )
         for _ in range(a.critics)
     ]

@@ -31,7 +31,7 @@ MAX_CHOICES = 8
 class Scorer(Protocol):
     """The part of Policy that retention needs (tests pass a fake with fixed values)."""
 
-    def text_logprobs(self, texts: Sequence[str]) -> list[tuple[float, int]]: ...
+    def text_logprobs(self, texts: Sequence[str], prefix: str = "") -> list[tuple[float, int]]: ...
 
     def completion_logprobs(
         self, prompts: Sequence[Conversation], completions: Sequence[str]
@@ -115,10 +115,12 @@ def _ppl(nll: np.ndarray, tokens: np.ndarray) -> Callable[[np.ndarray], float]:
     return lambda picks: math.exp(nll[picks].sum() / max(tokens[picks].sum(), 1))
 
 
-def perplexity(policy: Scorer, passages: Sequence[Passage]) -> dict[str, Any]:
+def perplexity(policy: Scorer, passages: Sequence[Passage], prefix: str = "") -> dict[str, Any]:
     """The set's perplexity, exp(total NLL / total tokens), with a bootstrap interval over
-    passages; per passage its summed NLL and token count, for paired comparisons."""
-    scored = policy.text_logprobs([p.text for p in passages])
+    passages; per passage its summed NLL and token count, for paired comparisons. With a
+    `prefix` (a system prompt) each passage is scored as its continuation."""
+    context = prefix.rstrip() + "\n\n" if prefix else ""
+    scored = policy.text_logprobs([p.text for p in passages], prefix=context)
     nll = np.array([-s for s, _ in scored], dtype=np.float64)
     tokens = np.array([n for _, n in scored], dtype=np.int64)
     items = [
@@ -144,23 +146,26 @@ def perplexity_ratio(base: dict[str, Any], adapter: dict[str, Any]) -> dict[str,
 # ---- multiple choice ------------------------------------------------------------------------
 
 
-def question_prompt(q: Question) -> Conversation:
+def question_prompt(q: Question, system_prompt: str | None = None) -> Conversation:
     # The question alone: the 135M default model is at or below chance when the options are
     # listed with letters (20-25% on the shipped set, however the reply is scored), while it
     # answers most of them when a choice is scored as a plain reply (80%).
-    return [{"role": "user", "content": q.question}]
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    return [*system, {"role": "user", "content": q.question}]
 
 
 def choice_reply(choice: str) -> str:
     return f"The answer is: {choice}."
 
 
-def multiple_choice(policy: Scorer, questions: Sequence[Question]) -> dict[str, Any]:
+def multiple_choice(
+    policy: Scorer, questions: Sequence[Question], system_prompt: str | None = None
+) -> dict[str, Any]:
     """Log-likelihood accuracy: each choice is scored as the reply "The answer is: <choice>." to
     the question, and the reply with the highest mean log-probability per token wins. Per token
     because a summed score favours choices with fewer tokens; the lead-in is the same for every
     choice, so only the choice's tokens (and the closing period) tell the replies apart."""
-    prompts = [question_prompt(q) for q in questions for _ in q.choices]
+    prompts = [question_prompt(q, system_prompt) for q in questions for _ in q.choices]
     completions = [choice_reply(c) for q in questions for c in q.choices]
     scored = iter(policy.completion_logprobs(prompts, completions))
     items = []
@@ -185,10 +190,17 @@ def paired_difference(base: Sequence[float], adapter: Sequence[float]) -> dict[s
 
 
 def retention(
-    policy: Scorer, passages: Sequence[Passage], questions: Sequence[Question]
+    policy: Scorer,
+    passages: Sequence[Passage],
+    questions: Sequence[Question],
+    system_prompt: str | None = None,
 ) -> dict[str, Any]:
-    """Both yardsticks for the policy as it stands (base, or base + its current adapter)."""
-    return {"text": perplexity(policy, passages), "mc": multiple_choice(policy, questions)}
+    """Both yardsticks for the policy as it stands (base, or base + its current adapter),
+    optionally told a system prompt first (the prompt-engineering arm)."""
+    return {
+        "text": perplexity(policy, passages, system_prompt or ""),
+        "mc": multiple_choice(policy, questions, system_prompt),
+    }
 
 
 def compare(base: dict[str, Any], adapter: dict[str, Any]) -> dict[str, Any]:

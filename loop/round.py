@@ -25,6 +25,7 @@ from critics.base import Candidate, Verdict
 from critics.dedup import candidate_text
 from critics.diversity import diversity_metrics
 from critics.judge import length_bias
+from critics.pairwise import position_consistency
 from critics.rules import words
 from critics.select import combined_scores, decide, funnel, ranking
 from critics.verifier import check
@@ -36,6 +37,8 @@ from loop.actors import Actors
 from loop.config import BiasCriticConfig, Config, DedupCriticConfig
 from loop.evaluate import marker_pattern, paired_gain, persona_score, summarize
 from loop.pairs import build_pairs
+from loop.retention import paired_difference, perplexity_ratio
+from loop.stats import estimate
 from loop.stop import Stopper
 from loop.store import RunStore, read_json, write_json
 
@@ -52,6 +55,30 @@ def derive_seed(*parts: object) -> int:
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def without_items(figures: dict[str, Any]) -> dict[str, Any]:
+    """Eval figures for metrics.json: the per-item values stay in the stage record."""
+    return {
+        arm: {k: v for k, v in fig.items() if k != "items"} if isinstance(fig, dict) else fig
+        for arm, fig in figures.items()
+    }
+
+
+def retention_change(base: dict[str, Any], adapter: dict[str, Any]) -> dict[str, Any]:
+    """What the adapter kept against the base, paired item by item: perplexity ratio on general
+    text, change in multiple-choice accuracy and in the CrowS-Pairs score (points)."""
+    b, a = base["items"], adapter["items"]
+    out = {
+        "perplexity_ratio": perplexity_ratio({"items": b["text"]}, {"items": a["text"]}),
+        "mc_accuracy": paired_difference(
+            [i["correct"] for i in b["mc"]], [i["correct"] for i in a["mc"]]
+        ),
+    }
+    if "crows" in b and "crows" in a:
+        diff = paired_difference(b["crows"], a["crows"])
+        out["crows"] = {k: v * 100 if k != "n" else v for k, v in diff.items()}
+    return out
 
 
 def prompt_shards(candidates: Sequence[Candidate], n: int) -> list[list[Candidate]]:
@@ -564,9 +591,13 @@ class RoundRunner:
             (a["instruction"], a["response"], b["response"])
             for a, b in zip(ours, theirs, strict=True)
         ]
-        return ray.get(
-            self.actors.critics[0].compare.remote(self.cfg.eval.pairwise_question, triples)
+        results = ray.get(
+            self.actors.critics[0].compare.remote(self.cfg.eval.pairwise_question, triples, None)
         )
+        return {
+            "win": estimate([r.win for r in results]),
+            "consistency": position_consistency(results),
+        }
 
     def _evaluate(self, k: int, train: dict[str, Any]) -> dict[str, Any]:
         arms = {arm: self.reference_arm(arm) for arm in ("base", "prompt")}
@@ -590,8 +621,11 @@ class RoundRunner:
         figures["pairwise"] = {
             f"vs_{arm}": self._pairwise(rows, arm_rows) for arm, (arm_rows, _) in arms.items()
         }
+        figures["change"] = retention_change(figures["base"], figures["adapter"])
         # What changed inside the model: update norms, drift from the base, changed answers.
-        changes = ray.get(self.actors.critics[0].explain.remote(adapter))
+        changes = ray.get(
+            self.actors.critics[0].explain.remote(adapter, self.cfg.eval.max_new_tokens)
+        )
         t = self.cfg.eval.target
         return {
             "evaluated": True,
@@ -665,7 +699,7 @@ class RoundRunner:
                 )
             },
             "models": records["train"].get("models"),
-            "eval": records["evaluate"]["eval"],
+            "eval": without_items(records["evaluate"]["eval"]),
             "changes": records["evaluate"].get("changes"),
             "seconds": {s: records[s]["seconds"] for s in STAGES},
         }

@@ -25,7 +25,7 @@ class FakeScorer:
     def __init__(self, texts=None, replies=None):
         self.texts, self.replies, self.prompts = texts or {}, replies or {}, []
 
-    def text_logprobs(self, texts):
+    def text_logprobs(self, texts, prefix=""):
         return [self.texts[t] for t in texts]
 
     def completion_logprobs(self, prompts, completions):
