@@ -219,10 +219,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_changes(m: dict[str, Any]) -> None:
+    """What the round's fine-tune changed: update norms by layer, drift from the base on the
+    probe prompts, and the probes whose answers changed most."""
+    ch = m.get("changes")
+    if not ch:
+        raise RunStoreError(f"round {m['round']} trained no adapter, so nothing changed")
+    norm = ch["update_norm"]
+    print(f"round {m['round']} | adapter update norm (sum over modules) {norm['sum']:.3f}")
+    top = max(norm["layers"].values(), default=0.0) or 1.0
+    for layer, value in norm["layers"].items():
+        print(f"  {layer:<10} {value:8.4f} {'#' * round(30 * value / top)}")
+    print(f"KL(adapter || base) per probe token: {_est(ch['kl'], 4)}")
+    print(f"answer change (1 - ROUGE-L vs the base's answer): {_est(ch['answer_change'])}")
+    for c in ch["changed"]:
+        print(f"\n  change {c['change']:.2f} | {c.get('probe', c['index'])}")
+        print(textwrap.indent(textwrap.fill("base:    " + c["base"], 100), "    "))
+        print(textwrap.indent(textwrap.fill("adapter: " + c["adapter"], 100), "    "))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from loop.driver import open_run
 
     store, cfg = open_run(Path(args.run))
+    if args.changes:
+        _show_changes(_rounds(store, args.round)[0])
+        return 0
     folder = store.dataset(args.round, "candidates")
     if not folder.is_dir():
         raise RunStoreError(f"{store.root} has no critiqued candidates for round {args.round}")
@@ -314,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--rejected", action="store_true", help="show rejected candidates")
     show.add_argument("--critic", help="with --rejected: only those this critic rejected")
     show.add_argument("--limit", type=positive, default=10)
+    show.add_argument(
+        "--changes",
+        action="store_true",
+        help="what the adapter changed: update norms, KL from the base, changed answers",
+    )
     show.set_defaults(func=cmd_show)
     return parser
 

@@ -444,9 +444,10 @@ class RoundRunner:
     def _train(self, k: int, start_adapter: str | None) -> dict[str, Any]:
         t = self.cfg.train
         examples, pairs, info = self._training_data(k, start_adapter)
-        missing = (t.method != "dpo" and not examples) or (t.method != "sft" and not pairs)
+        # sft+dpo trains on its survivors even when no prompt made a pair
+        missing = not examples if t.method != "dpo" else not pairs
         if missing:
-            what = "survivors" if t.method != "dpo" and not examples else "preference pairs"
+            what = "survivors" if t.method != "dpo" else "preference pairs"
             return {
                 "trained": False,
                 **info,

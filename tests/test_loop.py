@@ -32,7 +32,7 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
     assert main(["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "round 1 | skipped | 0/" in out
-    assert "every candidate was rejected" in out
+    assert "no survivors to train on; the previous adapter stays" in out
 
     # Resuming adds a round; it too starts from the base model, since nothing was accepted.
     assert main(["resume", str(run), "--rounds", "2", "--quiet"]) == 0
@@ -47,6 +47,52 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
     from datasets import load_from_disk
 
     assert load_from_disk(str(run / "round_001" / "survivors")).num_rows == 0
+
+
+def test_a_tiny_sft_then_dpo_round_records_every_figure(
+    tmp_path: Path, tiny_model_dir: Path, write_config, capsys
+) -> None:
+    config = write_config(
+        tmp_path,
+        model={"policy": str(tiny_model_dir), "dtype": "float32"},
+        critics={
+            "rules": {"enabled": False},  # a random model's answers break every rule
+            "quality": {"threshold": 0.0},
+            "persona": {"threshold": 0.0},
+        },
+        generate={"prompts_per_round": 3, "new_instructions": 0, "responses_per_prompt": 3},
+        train={"method": "sft+dpo", "pair_margin": 0.0},
+        gate={"margin": -1.0, "max_loops": 1.0, "max_mc_drop": 1.0, "max_perplexity_rise": 99.0},
+    )
+    run = tmp_path / "run"
+    assert main(["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"]) == 0
+    (m,) = inspect_json(run, capsys)["rounds"]
+
+    from datasets import load_from_disk
+
+    pairs = load_from_disk(str(run / "round_001" / "pairs"))
+    assert m["train"]["method"] == "sft+dpo"
+    assert m["train"]["pairs"] == pairs.num_rows > 0
+    assert set(pairs.column_names) >= {"prompt", "chosen", "rejected", "margin"}
+    assert m["models"]["reference"] == "base" and m["models"]["generated_by"] == "base"
+    # every arm, with intervals; gains paired against the other two arms
+    for arm in ("base", "prompt", "adapter"):
+        for figure in ("persona", "quality", "perplexity", "mc_accuracy", "crows"):
+            assert {"mean", "lo", "hi", "n"} <= set(m["eval"][arm][figure])
+        assert m["eval"][arm]["prompt_tokens"]["mean"] > 0
+    assert m["eval"]["prompt"]["prompt_tokens"]["mean"] > m["eval"]["base"]["prompt_tokens"]["mean"]
+    assert set(m["eval"]["gain"]) == set(m["eval"]["pairwise"]) == {"vs_base", "vs_prompt"}
+    assert {"perplexity_ratio", "mc_accuracy", "crows"} <= set(m["eval"]["change"])
+    assert "items" not in m["eval"]["adapter"]
+    # critique figures
+    assert m["diversity"]["candidates/size"] == m["candidates"]
+    assert set(m["length_bias"]) == {"quality", "persona"}
+    assert list(m["funnel"])[-4:] == ["bias", "balance", "budget", "survivors"]
+    # what changed inside the model
+    assert m["changes"]["update_norm"]["sum"] > 0
+    assert "kl" in m["changes"] and m["changes"]["changed"]
+    assert main(["show", str(run), "--round", "1", "--changes"]) == 0
+    assert "update norm" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -67,8 +113,8 @@ def test_two_real_rounds_then_branch(tmp_path: Path, write_config, capsys) -> No
 
     first = data["rounds"][0]
     assert first["candidates"] == len(load_from_disk(str(run / "round_001" / "candidates")))
-    assert set(first["eval"]) == {"base", "adapter"}
-    assert 0.0 <= first["eval"]["adapter"]["persona"] <= 1.0
+    assert {"base", "prompt", "adapter", "gain", "pairwise", "change"} <= set(first["eval"])
+    assert 0.0 <= first["eval"]["adapter"]["persona"]["mean"] <= 1.0
     survivors = load_from_disk(str(run / "round_001" / "survivors"))
     assert survivors.num_rows == first["survivors"] > 0
     assert survivors[0]["prompt"][0]["role"] == "user"
