@@ -165,7 +165,7 @@ def execute(
             for k in range(first_open_round(store), rounds + 1):
                 metrics = runner.run(k)
                 done.append(metrics)
-                store.write_state(_state(store, rounds))
+                store.write_state(_state(store, cfg, rounds))
                 if on_round:
                     on_round(metrics)
     except StopRequested:
@@ -212,12 +212,12 @@ def _start_ray(address: str | None) -> None:
     )
 
 
-def _state(store: RunStore, target: int) -> dict[str, Any]:
+def _state(store: RunStore, cfg: Config, target: int) -> dict[str, Any]:
     rounds = [store.round_record(k) for k in store.completed_rounds()]
-    accepted = [r["round"] for r in rounds if r["status"] == "accepted"]
+    best = store.best_accepted(cfg.eval.target)
     return {
         "target_rounds": target,
         "completed": [r["round"] for r in rounds],
-        "accepted": accepted,
-        "policy_adapter": f"round_{accepted[-1]:03d}/adapter" if accepted else None,
+        "accepted": [r["round"] for r in rounds if r["status"] == "accepted"],
+        "policy_adapter": f"round_{best:03d}/adapter" if best is not None else None,
     }

@@ -25,7 +25,6 @@ from critics.base import Candidate, Verdict
 from critics.dedup import candidate_text
 from critics.diversity import diversity_metrics
 from critics.judge import length_bias
-from critics.pairwise import position_consistency
 from critics.rules import words
 from critics.select import combined_scores, decide, funnel, ranking
 from critics.verifier import check
@@ -55,6 +54,15 @@ def derive_seed(*parts: object) -> int:
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def with_unparseable(steps: dict[str, int], dropped: dict[str, int]) -> dict[str, int]:
+    """The round's funnel from the first thing the model wrote: a self-written instruction that
+    did not parse is a generated sample that never became a candidate."""
+    lost = dropped.get("unparseable", 0)
+    return {"generated": steps["generated"] + lost, "unparseable": lost} | {
+        k: v for k, v in steps.items() if k != "generated"
+    }
 
 
 def without_items(figures: dict[str, Any]) -> dict[str, Any]:
@@ -159,8 +167,10 @@ class RoundRunner:
         ]
 
     def accepted_adapter(self, before: int) -> str | None:
-        accepted = self.accepted_rounds(before)
-        return str(self.store.round_dir(accepted[-1]) / "adapter") if accepted else None
+        """The best accepted adapter so far: with a negative gate.margin a later accepted round
+        may score below an earlier one, and the loop builds on the better."""
+        k = self.store.best_accepted(self.cfg.eval.target, before)
+        return None if k is None else str(self.store.round_dir(k) / "adapter")
 
     def _earlier_survivors(self, before: int) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -597,7 +607,7 @@ class RoundRunner:
         )
         return {
             "win": estimate([r.win for r in results]),
-            "consistency": position_consistency(results),
+            "consistency": estimate([float(r.consistent) for r in results]),
         }
 
     def _evaluate(self, k: int, train: dict[str, Any]) -> dict[str, Any]:
@@ -669,7 +679,7 @@ class RoundRunner:
             "candidates": crit["funnel"]["generated"],
             "survivors": crit["survivors"],
             "keep_rate": crit["keep_rate"],
-            "funnel": crit["funnel"],
+            "funnel": with_unparseable(crit["funnel"], records["prompts"]["dropped"]),
             "rejected_by": {
                 n: v for n, v in crit["funnel"].items() if n not in ("generated", "survivors")
             },

@@ -167,6 +167,19 @@ class RunStore:
 
     # ---- stages --------------------------------------------------------------------------
 
+    def best_accepted(self, target: str, before: int | None = None) -> int | None:
+        """The accepted round (before `before`) whose adapter scored best on `target`; the later
+        one on a tie. The next round builds on it."""
+        best: tuple[float, int] | None = None
+        for k in self.completed_rounds():
+            if (before is not None and k >= before) or self.round_record(k)["status"] != "accepted":
+                continue
+            value = self.metrics(k)["eval"]["adapter"][target]
+            value = value["mean"] if isinstance(value, dict) else value
+            if best is None or value >= best[0]:
+                best = (value, k)
+        return None if best is None else best[1]
+
     def stage_record(self, k: int, stage: str) -> dict[str, Any] | None:
         path = self.round_dir(k) / "stages" / f"{stage}.json"
         return read_json(path) if path.is_file() else None

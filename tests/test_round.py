@@ -9,7 +9,7 @@ import pytest
 
 from loop import gate
 from loop.config import GateConfig, load_config
-from loop.round import RoundRunner, derive_seed
+from loop.round import RoundRunner, derive_seed, with_unparseable
 from loop.stop import Stopper
 from loop.store import RunStore, write_json
 
@@ -105,6 +105,23 @@ def test_next_round_starts_from_the_last_accepted_adapter(runner: RoundRunner) -
     commit(runner, 3, "skipped", 0.0)
     assert runner.accepted_adapter(before=4) == str(runner.store.round_dir(1) / "adapter")
     assert runner.best_target(before=4) == 0.5
+    # a later accepted round that scores lower (a negative gate.margin) does not displace it
+    commit(runner, 4, "accepted", 0.4)
+    assert runner.accepted_adapter(before=5) == str(runner.store.round_dir(1) / "adapter")
+    commit(runner, 5, "accepted", 0.5)
+    assert runner.accepted_adapter(before=6) == str(runner.store.round_dir(5) / "adapter")
+
+
+def test_funnel_starts_with_what_the_model_wrote() -> None:
+    steps = {"generated": 10, "rules": 3, "budget": 1, "survivors": 6}
+    assert list(with_unparseable(steps, {"unparseable": 2, "matches a held-out prompt": 1})) == [
+        "generated",
+        "unparseable",
+        "rules",
+        "budget",
+        "survivors",
+    ]
+    assert with_unparseable(steps, {"unparseable": 2})["generated"] == 12
 
 
 def test_gate_rejects_an_adapter_whose_answers_loop() -> None:
