@@ -41,19 +41,21 @@ class Inputs:
     models: ModelPaths
 
 
-def load_inputs(cfg: Config) -> Inputs:
+def load_pools(cfg: Config) -> tuple[list[Prompt], list[Prompt]]:
+    """The seed prompts and the held-out prompts, each read with its section's fields and rows."""
     g, e = cfg.generate, cfg.eval
     seeds = load_prompts(
         g.seed_file, "seed", "generate.seed_file", g.instruction_field, g.reference_field, g.rows
     )
     heldout = load_prompts(
-        e.heldout_file,
-        "heldout",
-        "eval.heldout_file",
-        e.instruction_field,
-        e.reference_field,
+        e.heldout_file, "heldout", "eval.heldout_file", e.instruction_field, e.reference_field,
         e.rows,
-    )
+    )  # fmt: skip
+    return seeds, heldout
+
+
+def load_inputs(cfg: Config) -> Inputs:
+    seeds, heldout = load_pools(cfg)
     check_split(seeds, heldout)
     check_resources(cfg)
     return Inputs(seeds, heldout, resolve_paths(cfg))

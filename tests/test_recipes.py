@@ -3,8 +3,9 @@
 from pathlib import Path
 
 from critics.verifier import check
-from generators.pool import check_split, load_prompts
+from generators.pool import check_split
 from loop.config import RulesCriticConfig, VerifierCriticConfig, load_config
+from loop.driver import load_pools
 
 
 def test_gsm8k_recipe_loads_and_its_pools_carry_references(
@@ -13,17 +14,7 @@ def test_gsm8k_recipe_loads_and_its_pools_carry_references(
     cfg = load_config(repo_root / "recipes" / "gsm8k.toml")
     g, e = cfg.generate, cfg.eval
 
-    seeds = load_prompts(
-        g.seed_file, "seed", "generate.seed_file", g.instruction_field, g.reference_field, g.rows
-    )
-    heldout = load_prompts(
-        e.heldout_file,
-        "heldout",
-        "eval.heldout_file",
-        e.instruction_field,
-        e.reference_field,
-        e.rows,
-    )
+    seeds, heldout = load_pools(cfg)
 
     gsm8k = str((shared_data / "gsm8k_test.jsonl").resolve())
     assert g.seed_file == e.heldout_file == gsm8k
