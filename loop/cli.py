@@ -279,6 +279,64 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- use the result ---------------------------------------------------------------------
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from loop.report import write_report
+
+    out = write_report(Path(args.run), Path(args.out) if args.out else None)
+    print(f"wrote {out}")
+    return 0
+
+
+def _chat_turns(answer: Any, message: str | None) -> None:
+    """One reply to --message, or a prompt loop on stdin until an empty line or EOF."""
+    if message is not None:
+        print(answer([{"role": "user", "content": message}]))
+        return
+    history: list[dict[str, str]] = []
+    while True:
+        try:
+            line = input("> ").strip()
+        except EOFError:
+            break
+        if not line:
+            break
+        history.append({"role": "user", "content": line})
+        text = answer(history)
+        history.append({"role": "assistant", "content": text})
+        print(text, flush=True)
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from loop import serve
+
+    kw = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature}
+    if len(args.run) > 1 or args.persona:
+        if args.round is not None:
+            raise UserError("--round picks one run's round: with several runs each serves its best")
+        model = serve.PersonaModel(serve.persona_adapters([Path(r) for r in args.run]))
+        persona = args.persona or model.personas[0]
+        log.info("personas %s | talking to %s", ", ".join(model.personas), persona)
+        _chat_turns(lambda h: model.reply(persona, h, **kw), args.message)
+        return 0
+    ra = serve.run_adapter(Path(args.run[0]), args.round)
+    log.info("chat %s | round %d adapter on %s", ra.run, ra.round, ra.base)
+    policy = serve.load_policy(ra)
+    _chat_turns(lambda h: serve.reply(policy, h, **kw), args.message)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from loop import serve
+
+    ra = serve.run_adapter(Path(args.run), args.round)
+    out = serve.export_merged(ra, Path(args.out))
+    print(f"wrote {out}: base {ra.base} + round {ra.round} adapter, merged")
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------
 
 
@@ -299,7 +357,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rounds", type=positive, help="number of rounds (default: run.rounds)")
     run.add_argument("--run-dir", help="run folder (default: run.runs_dir/run.name)")
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", help="no progress bars, no INFO logs")
+    run.add_argument(
+        "--json", dest="json_logs", action="store_true", help="logs as JSON lines on stderr"
+    )
     run.add_argument(
         "--set",
         action="append",
@@ -317,7 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--rounds", type=positive, help="total rounds to reach (default: the config's)"
     )
-    resume.add_argument("--quiet", action="store_true", help="no progress bars")
+    resume.add_argument("--quiet", action="store_true", help="no progress bars, no INFO logs")
+    resume.add_argument(
+        "--json", dest="json_logs", action="store_true", help="logs as JSON lines on stderr"
+    )
     resume.set_defaults(func=cmd_resume)
 
     stop = sub.add_parser("stop", help="ask a running loop to stop after the stage in flight")
@@ -342,16 +406,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the adapter changed: update norms, KL from the base, changed answers",
     )
     show.set_defaults(func=cmd_show)
+
+    report = sub.add_parser("report", help="one self-contained HTML page about a run")
+    report.add_argument("run")
+    report.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+    report.set_defaults(func=cmd_report)
+
+    chat = sub.add_parser("chat", help="talk to base + a round's adapter (no system prompt)")
+    chat.add_argument("run", nargs="+", help="a run; several runs serve their personas together")
+    chat.add_argument("--round", type=positive, help="round K's adapter (default: the best)")
+    chat.add_argument("--persona", help="with several runs: whose adapter answers")
+    chat.add_argument("--message", help="answer this once and exit (default: prompt on stdin)")
+    chat.add_argument("--temperature", type=float, default=0.0, help="0 is greedy")
+    chat.add_argument("--max-new-tokens", type=positive, default=256)
+    chat.set_defaults(func=cmd_chat)
+
+    export = sub.add_parser("export", help="write base + a round's adapter as one merged model")
+    export.add_argument("run")
+    export.add_argument("--round", type=positive, help="round K's adapter (default: the best)")
+    export.add_argument("--out", required=True, help="new folder for the merged model")
+    export.set_defaults(func=cmd_export)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    from loop import logs
+
+    logs.configure(args.verbose, getattr(args, "quiet", False), getattr(args, "json_logs", False))
     for noisy in (
         "transformers",
         "datasets",

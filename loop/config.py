@@ -277,6 +277,16 @@ class TrainConfig(Section):
     target_modules: list[str] = Field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
     )
+    tensorboard: bool = Field(False, description="write training curves to <round>/tensorboard")
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, on: bool) -> bool:
+        import importlib.util
+
+        if on and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError("tensorboard is not installed: pip install tensorboard, or set false")
+        return on
 
     @model_validator(mode="after")
     def _dpo_can_train_the_targets(self) -> TrainConfig:

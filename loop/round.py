@@ -145,16 +145,17 @@ class RoundRunner:
     def _stage(self, k: int, name: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         done = self.store.stage_record(k, name)
         if done is not None:
-            log.info("round %d | %s | done earlier, reused", k, name)
+            reused = {"round": k, "stage": name}
+            log.info("round %d | %s | done earlier, reused", k, name, extra=reused)
             return done
         self.stopper.check()
         started = time.perf_counter()
         record = work()
         record["seconds"] = round(time.perf_counter() - started, 2)
         self.store.write_stage_record(k, name, record)
-        log.info(
-            "round %d | %s | %s | %.1fs", k, name, record.get("summary", ""), record["seconds"]
-        )
+        summary, seconds = record.get("summary", ""), record["seconds"]
+        fields = {"round": k, "stage": name, "summary": summary, "seconds": seconds}
+        log.info("round %d | %s | %s | %.1fs", k, name, summary, seconds, extra=fields)
         return record
 
     # ---- history -------------------------------------------------------------------------

@@ -137,6 +137,18 @@ class Trainer:
             model_path, dtype=torch.float32, trust_remote_code=trust_remote_code
         )
         self._watch = _Watch()
+        self._tensorboard: Path | None = None
+
+    def _callbacks(self, phase: str) -> list[Any]:
+        """The step watch, and with train.tensorboard a writer to <round>/tensorboard/<phase>.
+        transformers 5 has no logging_dir argument, so the writer is handed over directly."""
+        if self._tensorboard is None:
+            return [self._watch]
+        from torch.utils.tensorboard import SummaryWriter
+        from transformers.integrations import TensorBoardCallback
+
+        writer = SummaryWriter(log_dir=str(self._tensorboard / phase))
+        return [self._watch, TensorBoardCallback(writer)]
 
     def progress(self) -> tuple[int, int]:
         """(steps done, steps planned) of the training in flight; a DPO phase adds its steps."""
@@ -166,7 +178,7 @@ class Trainer:
                 args=SFTConfig(learning_rate=cfg.learning_rate, **_common_args(cfg, seed, scratch)),
                 train_dataset=Dataset.from_list(rows),
                 processing_class=self.tokenizer,
-                callbacks=[self._watch],
+                callbacks=self._callbacks("sft"),
             )
             trainer.remove_callback(PrinterCallback)  # the driver shows progress; logs go to files
             return trainer.train()
@@ -190,7 +202,7 @@ class Trainer:
                     args=DPOConfig(**args, **_common_args(cfg, seed, scratch)),
                     train_dataset=Dataset.from_list(rows),
                     processing_class=self.tokenizer,
-                    callbacks=[self._watch],
+                    callbacks=self._callbacks("dpo"),
                 )
                 trainer.remove_callback(PrinterCallback)
                 _set_reference(model, reference)
@@ -243,6 +255,7 @@ class Trainer:
         started = time.perf_counter()
         sft_rows, dpo_rows, checks = self._checked(examples, pairs or [], cfg)
         self._watch = _Watch()
+        self._tensorboard = Path(out_dir).parent / "tensorboard" if cfg.tensorboard else None
         if not sft_rows and not dpo_rows:
             return self._result(cfg, {}, [], [], checks, None, started)
         # The new LoRA's initial weights come from the global generator: seed it, so that a

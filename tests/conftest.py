@@ -118,3 +118,31 @@ def _write_config(tmp_path: Path, **sections: dict) -> Path:
 def write_config():
     """A function (folder, **sections) -> path of a tiny-sized copy of the default config."""
     return _write_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
+    """Two real rounds on the tiny model, run once per session with --json logs: the run folder
+    and the captured stderr. Every round trains an adapter and is accepted."""
+    import contextlib
+    import io
+
+    from loop.cli import main
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    config = _write_config(
+        folder,
+        model={"policy": str(tiny_model_dir), "dtype": "float32"},
+        critics={
+            "rules": {"enabled": False},  # a random model's answers break every rule
+            "quality": {"threshold": 0.0},
+            "persona": {"threshold": 0.0},
+        },
+        generate={"prompts_per_round": 3, "new_instructions": 0, "responses_per_prompt": 3},
+        gate={"margin": -1.0, "max_loops": 1.0, "max_mc_drop": 1.0, "max_perplexity_rise": 99.0},
+    )
+    run, err = folder / "run", io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["run", str(config), "--rounds", "2", "--run-dir", str(run), "--json"])
+    assert code == 0, err.getvalue()[-2000:]
+    return {"run": run, "stderr": err.getvalue()}

@@ -124,3 +124,26 @@ def test_non_finite_loss_stops_training_and_saves_nothing(
     assert result.adapter is None and not (tmp_path / "a").exists()
     assert result.steps < 6  # stopped at the first non-finite loss, not after 3 epochs
     assert not math.isfinite(result.losses[-1])
+
+
+def test_tensorboard_curves_go_to_the_round_folder(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard", reason="pip install tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = Trainer(str(tiny_model_dir), threads=2)
+    cfg = CFG.model_copy(update={"tensorboard": True})
+    trainer.train(ROWS, cfg, str(tmp_path / "round_001" / "adapter"), seed=0)
+    (events,) = (tmp_path / "round_001" / "tensorboard" / "sft").glob("events.out.tfevents.*")
+    curves = EventAccumulator(str(events)).Reload()
+    assert len(curves.Scalars("train/loss")) == 2  # 8 rows / batch 4, logged every step
+
+
+def test_tensorboard_needs_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from pydantic import ValidationError
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ValidationError, match="pip install tensorboard"):
+        TrainConfig(tensorboard=True)
+    assert TrainConfig(tensorboard=False).tensorboard is False

@@ -1,0 +1,42 @@
+"""How the CLI logs: readable lines for people, or one JSON object per line for scripts.
+
+Stage lines carry their figures as record fields (round, stage, seconds, summary), so a JSON
+reader needs no parsing of the message text.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+# fields that loop.round attaches to a stage line with `extra=`
+STAGE_FIELDS = ("round", "stage", "summary", "seconds")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created))
+            + f".{int(record.msecs):03d}",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out |= {f: getattr(record, f) for f in STAGE_FIELDS if hasattr(record, f)}
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure(verbose: bool = False, quiet: bool = False, as_json: bool = False) -> None:
+    """Root logging on stderr: DEBUG with `verbose`, warnings only with `quiet`, else INFO."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if as_json
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
+    )
+    logging.basicConfig(level=level, handlers=[handler], force=True)
