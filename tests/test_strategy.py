@@ -158,3 +158,19 @@ def test_qlora_names_what_this_machine_lacks(rounds: dict, tmp_path: Path) -> No
 def test_a_folder_with_neither_kind_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="neither a PEFT adapter"):
         is_full_model(tmp_path)
+
+
+@pytest.mark.gpu
+def test_qlora_trains_an_adapter_on_a_4bit_base(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    if not torch.cuda.is_available():
+        pytest.skip("qlora needs a CUDA GPU")
+    trainer = Trainer(str(tiny_model_dir))
+    before = {k: v.clone() for k, v in trainer.base.state_dict().items()}
+    r = trainer.train(ROWS, CFG.model_copy(update={"strategy": "qlora"}), str(tmp_path / "q"))
+
+    assert (r.strategy, r.steps, r.trainable_params) == ("qlora", 2, LORA_PARAMS)
+    assert not is_full_model(r.adapter) and r.peak_gpu_bytes > 0
+    assert all(torch.equal(trainer.base.state_dict()[n], v) for n, v in before.items())
+    policy = Policy(str(tiny_model_dir), dtype="float32")
+    policy.set_adapter(r.adapter)  # served on the unquantized base
