@@ -1,10 +1,12 @@
 """Training throughput of the real default model on CPU: SFT examples/s and DPO pairs/s.
 
     HF_HUB_OFFLINE=1 python -m benchmarks.train_speed [--rows 16] [--threads 2] [--methods sft,dpo]
+        [--strategies lora,full]
 
 Instructions are the repo's seed prompts; responses are hand-written paragraphs of about the
 length a round produces (generate.max_new_tokens = 128), so each row has a realistic token count.
-Times cover the whole Trainer.train call (TRL setup, checks, training, saving), as a round sees it.
+Times cover the whole Trainer.train call (TRL setup, checks, training, saving), as a round sees it;
+"fit" is TRL's training alone. Peak memory is the trainer process's sampled RSS during training.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--methods", default="sft,dpo,sft+dpo", help="comma-separated train.method")
+    ap.add_argument("--strategies", default="lora", help="comma-separated train.strategy")
     args = ap.parse_args()
 
     trainer = Trainer(resolve_model(SMOLLM2), threads=args.threads)
@@ -105,11 +108,14 @@ def main() -> None:
     )
 
     base = TrainConfig(epochs=args.epochs)
+    runs = [(s, m) for s in args.strategies.split(",") for m in args.methods.split(",")]
     with tempfile.TemporaryDirectory() as out:
-        for method in args.methods.split(","):
-            cfg = base.model_copy(update={"method": method, "reference": "base"})
+        for strategy, method in runs:
+            cfg = base.model_copy(
+                update={"method": method, "reference": "base", "strategy": strategy}
+            )
             started = time.perf_counter()
-            r = trainer.train(examples, cfg, f"{out}/{method}", pairs=pairs)
+            r = trainer.train(examples, cfg, f"{out}/{strategy}-{method}", pairs=pairs)
             seconds = time.perf_counter() - started
             rate = ", ".join(
                 f"{n / seconds:.2f} {unit}/s"
@@ -118,7 +124,12 @@ def main() -> None:
             )
             if r.examples and r.pairs:  # one time for both phases: give the row counts instead
                 rate = f"{r.examples} examples + {r.pairs} pairs"
-            print(f"{method:8s} | {r.steps} steps | {seconds:6.1f} s | {rate} | loss {r.loss:.3f}")
+            print(
+                f"{strategy:5s} {method:8s} | {r.steps} steps | {seconds:6.1f} s "
+                f"(fit {r.fit_seconds:.1f}) | {rate} | loss {r.loss:.3f} | "
+                f"trainable {r.trainable_params:,} | peak RSS {r.peak_rss_bytes / 2**20:,.0f} MiB "
+                f"(+{r.rss_rise_bytes / 2**20:,.0f}) | saved {r.saved_bytes / 2**20:,.1f} MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -253,6 +253,19 @@ class SelectConfig(Section):
 
 
 class TrainConfig(Section):
+    strategy: Literal["lora", "full", "qlora"] = Field(
+        "lora",
+        description="lora: an adapter on the base; full: every weight; qlora: an adapter on a "
+        "4-bit base (bitsandbytes and a CUDA GPU)",
+    )
+    full_learning_rate: float = Field(2e-5, gt=0.0, lt=1.0, description="SFT rate under 'full'")
+    full_dpo_learning_rate: float = Field(1e-6, gt=0.0, lt=1.0, description="DPO rate under 'full'")
+    real_file: str = Field(
+        "", description="JSONL of real instruction/response examples to mix in; '' = none"
+    )
+    real_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of each round's SFT set taken from real_file"
+    )
     method: Literal["sft", "dpo", "sft+dpo"] = Field(
         "sft", description="sft on survivors, dpo on preference pairs, or sft then dpo"
     )
@@ -287,6 +300,12 @@ class TrainConfig(Section):
         if on and importlib.util.find_spec("tensorboard") is None:
             raise ValueError("tensorboard is not installed: pip install tensorboard, or set false")
         return on
+
+    @model_validator(mode="after")
+    def _real_share_needs_a_file(self) -> TrainConfig:
+        if self.real_share > 0 and not self.real_file:
+            raise ValueError("train.real_share above 0 needs examples: set train.real_file")
+        return self
 
     @model_validator(mode="after")
     def _dpo_can_train_the_targets(self) -> TrainConfig:
@@ -483,6 +502,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
         for name, c in cfg.critics.items()
     }
     crows = absolute(cfg.audit.crows_pairs_file) if cfg.audit.crows_pairs_file else ""
+    real = absolute(cfg.train.real_file) if cfg.train.real_file else ""
     return cfg.model_copy(
         update={
             "run": cfg.run.model_copy(update={"runs_dir": absolute(cfg.run.runs_dir)}),
@@ -497,6 +517,7 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             ),
             "eval": cfg.eval.model_copy(update={"heldout_file": absolute(cfg.eval.heldout_file)}),
             "audit": cfg.audit.model_copy(update={"crows_pairs_file": crows}),
+            "train": cfg.train.model_copy(update={"real_file": real}),
             "critics": critics,
         }
     )
@@ -531,6 +552,8 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Co
     ]
     if cfg.audit.crows_pairs_file:  # empty: the audit is off
         files.append(("audit.crows_pairs_file", cfg.audit.crows_pairs_file))
+    if cfg.train.real_file:
+        files.append(("train.real_file", cfg.train.real_file))
     for label, file in files:
         if not Path(file).is_file():
             raise ConfigError(f"{path}: '{label}' names a file that does not exist: {file}")

@@ -1,4 +1,5 @@
-"""The policy: a causal LM plus, optionally, one LoRA adapter merged into its weights.
+"""The policy: a causal LM plus, optionally, one LoRA adapter merged into its weights, or the
+weights of a fully fine-tuned copy of it.
 
 Generators, judges and evaluation all hold one. The base weights are loaded once per actor; a new
 adapter is swapped in place by restoring the pristine base weights and merging the adapter with
@@ -13,6 +14,9 @@ from dataclasses import dataclass
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from loop.errors import UserError
+from loop.strategy import is_full_model
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -45,6 +49,7 @@ class Policy:
         self.model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code
         ).eval()
+        self.trust_remote_code = trust_remote_code
         self.model.config.use_cache = True
         self.model.generation_config.use_cache = True
         self._pristine = {n: p.detach().clone() for n, p in self.model.named_parameters()}
@@ -57,12 +62,16 @@ class Policy:
 
     @torch.no_grad()
     def set_adapter(self, path: str | None) -> None:
-        """Make the policy base + `path` (None: the base alone). A no-op if already so."""
+        """Make the policy base + `path` (None: the base alone). A no-op if already so. `path`
+        is a PEFT adapter folder, merged into the base, or a fully fine-tuned model folder
+        (strategy full), whose weights are copied in."""
         if path == self.adapter:
             return
+        full = path is not None and is_full_model(path)
+        weights = self._pristine if not full else self._weights_of(path)
         for name, param in self.model.named_parameters():
-            param.copy_(self._pristine[name])
-        if path is not None:
+            param.copy_(weights[name])
+        if path is not None and not full:
             from peft import PeftModel
 
             merged = PeftModel.from_pretrained(self.model, path).merge_and_unload()
@@ -72,6 +81,19 @@ class Policy:
         # inference runs under no_grad either way.
         self.model.requires_grad_(True)
         self.adapter = path
+
+    def _weights_of(self, folder: str) -> dict[str, torch.Tensor]:
+        """The parameters of a saved model of the same architecture, by name."""
+        model = AutoModelForCausalLM.from_pretrained(
+            folder, dtype=self.model.dtype, trust_remote_code=self.trust_remote_code
+        )
+        weights = dict(model.named_parameters())
+        if weights.keys() != dict(self.model.named_parameters()).keys():
+            raise UserError(
+                f"{folder} is a model of another architecture than the policy's base: "
+                "train it from this base, or make it the base (model.policy)"
+            )
+        return weights
 
     # ---- text -----------------------------------------------------------------------------
 
