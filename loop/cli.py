@@ -238,6 +238,24 @@ def _show_changes(m: dict[str, Any]) -> None:
         print(textwrap.indent(textwrap.fill("adapter: " + c["adapter"], 100), "    "))
 
 
+def _show_training_set(store: Any, k: int, limit: int) -> int:
+    """The round's SFT training set, each example marked real or synthetic."""
+    folder = store.dataset(k, "train")
+    if not folder.is_dir():
+        folder = store.dataset(k, "survivors")  # no real data mixed in: the survivors
+    if not folder.is_dir():
+        raise RunStoreError(f"{store.root} has no training set for round {k}")
+    rows = store.load_rows(folder)
+    real = sum(r["source"] == "real" for r in rows)
+    print(f"round {k} | training set: {len(rows) - real} synthetic + {real} real examples")
+    for r in rows[:limit]:
+        kind = "real" if r["source"] == "real" else f"synthetic ({r['source']})"
+        print(f"\n[{r['id']}] {kind}")
+        print(textwrap.indent(textwrap.fill("Q: " + r["instruction"], 100), "  "))
+        print(textwrap.indent(textwrap.fill("A: " + r["response"], 100), "  "))
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from loop.driver import open_run
 
@@ -245,6 +263,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.changes:
         _show_changes(_rounds(store, args.round)[0])
         return 0
+    if args.train:
+        return _show_training_set(store, args.round, args.limit)
     folder = store.dataset(args.round, "candidates")
     if not folder.is_dir():
         raise RunStoreError(f"{store.root} has no critiqued candidates for round {args.round}")
@@ -400,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--rejected", action="store_true", help="show rejected candidates")
     show.add_argument("--critic", help="with --rejected: only those this critic rejected")
     show.add_argument("--limit", type=positive, default=10)
+    show.add_argument(
+        "--train", action="store_true", help="the training set, real and synthetic examples marked"
+    )
     show.add_argument(
         "--changes",
         action="store_true",

@@ -23,9 +23,11 @@ from loop.config import (
     load_config,
 )
 from loop.errors import ConfigError, RunStoreError
+from loop.mix import load_real
 from loop.models import ModelPaths, resolve_model
 from loop.stop import Stopper, StopRequested
 from loop.store import RunStore
+from loop.strategy import check_strategy
 
 log = logging.getLogger("selfloop")
 
@@ -58,6 +60,9 @@ def load_inputs(cfg: Config) -> Inputs:
     seeds, heldout = load_pools(cfg)
     check_split(seeds, heldout)
     check_resources(cfg)
+    check_strategy(cfg.train.strategy)
+    if cfg.train.real_share > 0:
+        load_real(cfg.train.real_file)  # a bad file fails here, before anything is written
     return Inputs(seeds, heldout, resolve_paths(cfg))
 
 

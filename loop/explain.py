@@ -26,6 +26,7 @@ from rouge_score import rouge_scorer
 from generators.pool import load_prompts
 from loop.policy import Conversation, Policy
 from loop.stats import estimate
+from loop.strategy import is_full_model
 
 PROBES = Path(__file__).parent / "data" / "probes.jsonl"
 KL_TOKEN_BUDGET = 256  # answer tokens held at once as full distributions: ~50 MB per arm
@@ -73,6 +74,22 @@ def adapter_update_norms(adapter_dir: str | Path) -> dict[str, float]:
         root = math.sqrt(rank) if cfg.get("use_rslora") else rank
         delta = b.double() @ a.double() * (cfg["lora_alpha"] / root)  # (out, in)
         norms[_module_name(key)] = float(torch.linalg.matrix_norm(delta))
+    return dict(sorted(norms.items(), key=lambda kv: _natural(kv[0])))
+
+
+def full_update_norms(base: dict[str, torch.Tensor], folder: str | Path) -> dict[str, float]:
+    """For a fully fine-tuned model folder: the Frobenius norm of each layer matrix's change
+    from the base weights `base` (parameter name -> tensor)."""
+    from safetensors.torch import load_file
+
+    norms: dict[str, float] = {}
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        for key, w in load_file(file).items():
+            if w.ndim == 2 and "layers." in key and key in base:
+                delta = w.double() - base[key].double()
+                norms[_module_name(key.removesuffix(".weight"))] = float(
+                    torch.linalg.matrix_norm(delta)
+                )
     return dict(sorted(norms.items(), key=lambda kv: _natural(kv[0])))
 
 
@@ -188,7 +205,10 @@ def explain(
     policy.set_adapter(adapter)
     tuned = [g.text for g in policy.generate(prompts, max_new_tokens)]
     policy.set_adapter(start)
-    norms = adapter_update_norms(adapter)
+    if is_full_model(adapter):
+        norms = full_update_norms(policy.base_weights, adapter)
+    else:
+        norms = adapter_update_norms(adapter)
     change = [answer_change(b, a) for b, a in zip(base, tuned, strict=True)]
     return {
         "kl": kl["kl"],

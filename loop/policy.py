@@ -60,6 +60,11 @@ class Policy:
 
     # ---- adapters -------------------------------------------------------------------------
 
+    @property
+    def base_weights(self) -> dict[str, torch.Tensor]:
+        """The base model's parameters as loaded, by name (what set_adapter(None) restores)."""
+        return self._pristine
+
     @torch.no_grad()
     def set_adapter(self, path: str | None) -> None:
         """Make the policy base + `path` (None: the base alone). A no-op if already so. `path`

@@ -35,6 +35,7 @@ from loop import gate
 from loop.actors import Actors
 from loop.config import BiasCriticConfig, Config, DedupCriticConfig
 from loop.evaluate import marker_pattern, paired_gain, persona_score, summarize
+from loop.mix import load_real, mix
 from loop.pairs import build_pairs
 from loop.retention import paired_difference, perplexity_ratio
 from loop.stats import estimate
@@ -117,6 +118,7 @@ class RoundRunner:
         self.cfg, self.store, self.actors = cfg, store, actors
         self.seeds, self.heldout = seeds, heldout[: cfg.eval.max_prompts]
         self.stopper, self.progress = stopper, progress
+        self.real_rows = load_real(cfg.train.real_file) if cfg.train.real_share > 0 else []
         self.markers = marker_pattern(cfg.persona.markers)
 
     # ---- the recipe ----------------------------------------------------------------------
@@ -455,6 +457,13 @@ class RoundRunner:
     def _train(self, k: int, start_adapter: str | None) -> dict[str, Any]:
         t = self.cfg.train
         examples, pairs, info = self._training_data(k, start_adapter)
+        if t.real_share > 0 and examples:
+            # Real examples next to the synthetic ones, in the share the config asks for; the
+            # mix is its own dataset, so survivors stay what the critics kept.
+            examples, info["mix"] = mix(
+                examples, self.real_rows, t.real_share, derive_seed(self.cfg.run.seed, k, "mix")
+            )
+            self.store.save_rows(self.store.dataset(k, "train"), examples)
         # sft+dpo trains on its survivors even when no prompt made a pair
         missing = not examples if t.method != "dpo" else not pairs
         if missing:
@@ -708,6 +717,12 @@ class RoundRunner:
                     "examples_per_second",
                     "checks",
                     "dpo",
+                    "mix",
+                    "strategy",
+                    "trainable_params",
+                    "peak_rss_bytes",
+                    "fit_seconds",
+                    "saved_bytes",
                 )
             },
             "models": records["train"].get("models"),

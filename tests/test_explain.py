@@ -160,3 +160,21 @@ def test_shipped_probes_are_not_held_out_prompts(heldout_file):
     assert len(probes) >= 16 and len(set(probes)) == len(probes)
     held = {normalise(p.instruction) for p in load_prompts(heldout_file, "heldout", "heldout")}
     assert not held & {normalise(p) for p in probes}
+
+
+def test_full_model_update_norms_are_the_weight_changes(tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from loop.explain import full_update_norms
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    base = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        model.model.layers[1].self_attn.q_proj.weight.add_(0.5)  # every entry moves by 0.5
+    model.save_pretrained(tmp_path / "full")
+
+    norms = full_update_norms(base, tmp_path / "full")
+
+    shape = model.model.layers[1].self_attn.q_proj.weight.shape
+    assert norms["layers.1.self_attn.q_proj"] == pytest.approx(0.5 * (shape[0] * shape[1]) ** 0.5)
+    assert norms["layers.0.self_attn.q_proj"] == 0.0

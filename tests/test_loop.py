@@ -52,6 +52,13 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
 def test_a_tiny_sft_then_dpo_round_records_every_figure(
     tmp_path: Path, tiny_model_dir: Path, write_config, capsys
 ) -> None:
+    real = tmp_path / "real.jsonl"
+    real.write_text(
+        "".join(
+            json.dumps({"instruction": f"Name a colour ({i}).", "response": "Blue, matey."}) + "\n"
+            for i in range(20)
+        )
+    )
     config = write_config(
         tmp_path,
         model={"policy": str(tiny_model_dir), "dtype": "float32"},
@@ -61,7 +68,7 @@ def test_a_tiny_sft_then_dpo_round_records_every_figure(
             "persona": {"threshold": 0.0},
         },
         generate={"prompts_per_round": 3, "new_instructions": 0, "responses_per_prompt": 3},
-        train={"method": "sft+dpo", "pair_margin": 0.0},
+        train={"method": "sft+dpo", "pair_margin": 0.0, "real_file": str(real), "real_share": 0.5},
         gate={"margin": -1.0, "max_loops": 1.0, "max_mc_drop": 1.0, "max_perplexity_rise": 99.0},
     )
     run = tmp_path / "run"
@@ -93,6 +100,13 @@ def test_a_tiny_sft_then_dpo_round_records_every_figure(
     assert "kl" in m["changes"] and m["changes"]["changed"]
     assert main(["show", str(run), "--round", "1", "--changes"]) == 0
     assert "update norm" in capsys.readouterr().out
+    # real examples make half of the SFT set, and show marks them
+    mix = m["train"]["mix"]
+    assert mix["real"] == mix["synthetic"] == m["survivors"]
+    assert main(["show", str(run), "--round", "1", "--train", "--limit", "100"]) == 0
+    out = capsys.readouterr().out
+    assert f"{mix['synthetic']} synthetic + {mix['real']} real examples" in out
+    assert out.count("] real") == mix["real"]
 
 
 @pytest.mark.slow
