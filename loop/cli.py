@@ -279,6 +279,48 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- audit ------------------------------------------------------------------------------
+
+
+def _audit_table(result: dict[str, Any]) -> str:
+    """Base, model and paired change per measure and category; '*' marks a significant move."""
+    head = ["measure", "category", "base", "model", "change (paired)", "moved"]
+    body = [
+        [
+            r["measure"],
+            r["category"],
+            _est(r["base"], 2),
+            _est(r["model"], 2),
+            _est(r["change"], 2),
+            "*" if r["significant"] else "",
+        ]
+        for r in result["rows"]
+    ]
+    return _grid(head, body)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from loop.audit import audit, default_crows_file
+
+    crows = Path(args.crows) if args.crows else default_crows_file()
+    if not crows.is_file():
+        raise UserError(f"--crows {crows}: file not found")
+    result = audit(args.model, args.base, crows, args.max_pairs or None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"audit {result['kind']} {result['model']} against {result['base']} | "
+        f"{result['pairs']} CrowS pairs | {result['probes']} swap probes"
+    )
+    print("crows: % of pairs preferring the stereotype (50 = none); swap_gap: nats between a")
+    print("sentence and its group-swapped twin; change = model - base per item, 95% interval")
+    print(_audit_table(result))
+    moved = ", ".join(result["significant"]) or "none"
+    print(f"moved significantly (paired interval excludes 0): {moved}")
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------
 
 
@@ -342,6 +384,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the adapter changed: update norms, KL from the base, changed answers",
     )
     show.set_defaults(func=cmd_show)
+
+    audit = sub.add_parser("audit", help="bias of an adapter or model against its base")
+    audit.add_argument("model", help="PEFT adapter folder, model folder or hub id")
+    audit.add_argument("--base", required=True, help="base model: embedded name, hub id, folder")
+    audit.add_argument(
+        "--crows", help="CrowS-Pairs CSV (default: ../shared/data/crows_pairs_anonymized.csv)"
+    )
+    audit.add_argument(
+        "--max-pairs", type=positive, help="a stratified sample of this many pairs (default: all)"
+    )
+    audit.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    audit.set_defaults(func=cmd_audit)
     return parser
 
 
