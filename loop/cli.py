@@ -321,6 +321,66 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---- showdown ---------------------------------------------------------------------------
+
+
+def _count(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _showdown_table(rows: list[dict[str, Any]], target: str) -> str:
+    """One line per strategy: what it bought, what it kept, and what it cost."""
+    head = ["strategy", "round", target, "win vs base", "perplexity", "mc acc", "crows"]
+    head += ["trainable", "peak MB", "train s", "saved MB", "prompt tok", "s/request"]
+    body = []
+    for r in rows:
+        t = r["train"]
+        body.append(
+            [
+                r["strategy"],
+                f"{r['round']} ({r['round_note']})",
+                _est(r["target"]),
+                _est(r["win_vs_base"], 2),
+                _est(r["perplexity"], 2),
+                _est(r["mc_accuracy"]),
+                _est(r["crows"], 1),
+                _count(t["trainable_params"]),
+                _count(t["peak_memory_mb"]),
+                _count(t["seconds"]),
+                _count(t["saved_mb"], 1),
+                _est(r["prompt_tokens"], 1),
+                _est(r["seconds_per_request"]),
+            ]
+        )
+    return _grid(head, body)
+
+
+def cmd_showdown(args: argparse.Namespace) -> int:
+    from loop.config import load_config
+    from loop.driver import execute, load_inputs, prepare_new_run
+    from loop.showdown import check_runnable, overrides, parse_strategies, plan, rows
+
+    strategies = parse_strategies(args.strategies)
+    check_runnable(strategies)
+    first = load_config(args.config)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else Path(first.run.runs_dir)
+    entries = plan(strategies, runs_dir, first.run.name, args.rounds)
+    # Every config, input and folder is checked before the first run starts.
+    runs = [e for e in entries if e.rounds]
+    configs = [load_config(args.config, overrides(e)) for e in runs]
+    inputs = [load_inputs(cfg) for cfg in configs]
+    taken = [str(e.run_dir) for e in runs if e.run_dir.exists() and not args.overwrite]
+    if taken:
+        raise RunStoreError(f"{', '.join(taken)} already exist; pass --overwrite to replace them")
+    for e, cfg, inp in zip(runs, configs, inputs, strict=True):
+        store = prepare_new_run(cfg, e.run_dir, args.overwrite)
+        log.info("showdown | %s | %s | %d rounds", e.strategy, e.run_dir, e.rounds)
+        execute(store, cfg, inp, e.rounds, not args.quiet)
+    print(f"showdown {args.config} | target metric: {first.eval.target} | 95% intervals")
+    print(_showdown_table(rows(entries, first.eval.target), first.eval.target))
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------
 
 
@@ -396,6 +456,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     audit.set_defaults(func=cmd_audit)
+
+    showdown = sub.add_parser("showdown", help="the same loop once per training strategy")
+    showdown.add_argument("config", nargs="?", default="config.toml")
+    showdown.add_argument(
+        "--strategies", required=True, help="comma-separated: prompt, lora, full, qlora"
+    )
+    showdown.add_argument("--rounds", type=positive, required=True, help="rounds per strategy")
+    showdown.add_argument("--runs-dir", help="where the runs go (default: run.runs_dir)")
+    showdown.add_argument("--overwrite", action="store_true", help="replace existing run folders")
+    showdown.add_argument("--quiet", action="store_true", help="no progress bars")
+    showdown.set_defaults(func=cmd_showdown)
     return parser
 
 
