@@ -150,6 +150,19 @@ def is_adapter(folder: str) -> bool:
     return (Path(folder) / "adapter_config.json").is_file()
 
 
+def _warn_if_tied(policy: Any, adapter_dir: str) -> None:
+    """Merging a LoRA on a tied lm_head also moves the input embeddings, so the merged model is
+    not quite the model that was trained; say so rather than report it silently."""
+    targets = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    targets = targets.get("target_modules") or []
+    if "lm_head" in targets and policy.model.config.tie_word_embeddings:
+        log.warning(
+            "%s has a LoRA on lm_head, which this base ties to its input embeddings: merged, "
+            "it moves both, so the audit reads a slightly different model than was trained",
+            adapter_dir,
+        )
+
+
 def audit(
     model_ref: str,
     base_ref: str,
@@ -173,6 +186,7 @@ def audit(
     log.info("audit | base %s | %d CrowS pairs | %d swap probes", base_ref, len(pairs), len(probes))
     base = measure(policy, pairs, probes)
     if kind == "adapter":
+        _warn_if_tied(policy, model_dir)
         policy.set_adapter(model_dir)  # merged into the base weights in place
     else:
         del policy  # free the base before the second full model loads
