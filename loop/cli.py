@@ -354,6 +354,107 @@ def cmd_export(args: argparse.Namespace) -> int:
     ra = serve.run_adapter(Path(args.run), args.round)
     out = serve.export_merged(ra, Path(args.out))
     print(f"wrote {out}: base {ra.base} + round {ra.round} adapter, merged")
+
+
+# ---- audit ------------------------------------------------------------------------------
+
+
+def _audit_table(result: dict[str, Any]) -> str:
+    """Base, model and paired change per measure and category; '*' marks a significant move."""
+    head = ["measure", "category", "base", "model", "change (paired)", "moved"]
+    body = [
+        [
+            r["measure"],
+            r["category"],
+            _est(r["base"], 2),
+            _est(r["model"], 2),
+            _est(r["change"], 2),
+            "*" if r["significant"] else "",
+        ]
+        for r in result["rows"]
+    ]
+    return _grid(head, body)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from loop.audit import audit, default_crows_file
+
+    crows = Path(args.crows) if args.crows else default_crows_file()
+    if not crows.is_file():
+        raise UserError(f"--crows {crows}: file not found")
+    result = audit(args.model, args.base, crows, args.max_pairs or None)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"audit {result['kind']} {result['model']} against {result['base']} | "
+        f"{result['pairs']} CrowS pairs | {result['probes']} swap probes"
+    )
+    print("crows: % of pairs preferring the stereotype (50 = none); swap_gap: nats between a")
+    print("sentence and its group-swapped twin; change = model - base per item, 95% interval")
+    print(_audit_table(result))
+    moved = ", ".join(result["significant"]) or "none"
+    print(f"moved significantly (paired interval excludes 0): {moved}")
+    return 0
+
+
+# ---- showdown ---------------------------------------------------------------------------
+
+
+def _count(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _showdown_table(rows: list[dict[str, Any]], target: str) -> str:
+    """One line per strategy: what it bought, what it kept, and what it cost."""
+    head = ["strategy", "round", target, "win vs base", "perplexity", "mc acc", "crows"]
+    head += ["trainable", "peak MB", "train s", "saved MB", "prompt tok", "s/request"]
+    body = []
+    for r in rows:
+        t = r["train"]
+        body.append(
+            [
+                r["strategy"],
+                f"{r['round']} ({r['round_note']})",
+                _est(r["target"]),
+                _est(r["win_vs_base"], 2),
+                _est(r["perplexity"], 2),
+                _est(r["mc_accuracy"]),
+                _est(r["crows"], 1),
+                _count(t["trainable_params"]),
+                _count(t["peak_memory_mb"]),
+                _count(t["seconds"]),
+                _count(t["saved_mb"], 1),
+                _est(r["prompt_tokens"], 1),
+                _est(r["seconds_per_request"]),
+            ]
+        )
+    return _grid(head, body)
+
+
+def cmd_showdown(args: argparse.Namespace) -> int:
+    from loop.config import load_config
+    from loop.driver import execute, load_inputs, prepare_new_run
+    from loop.showdown import check_runnable, overrides, parse_strategies, plan, rows
+
+    strategies = parse_strategies(args.strategies)
+    check_runnable(strategies)
+    first = load_config(args.config)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else Path(first.run.runs_dir)
+    entries = plan(strategies, runs_dir, first.run.name, args.rounds)
+    # Every config, input and folder is checked before the first run starts.
+    runs = [e for e in entries if e.rounds]
+    configs = [load_config(args.config, overrides(e)) for e in runs]
+    inputs = [load_inputs(cfg) for cfg in configs]
+    taken = [str(e.run_dir) for e in runs if e.run_dir.exists() and not args.overwrite]
+    if taken:
+        raise RunStoreError(f"{', '.join(taken)} already exist; pass --overwrite to replace them")
+    for e, cfg, inp in zip(runs, configs, inputs, strict=True):
+        store = prepare_new_run(cfg, e.run_dir, args.overwrite)
+        log.info("showdown | %s | %s | %d rounds", e.strategy, e.run_dir, e.rounds)
+        execute(store, cfg, inp, e.rounds, not args.quiet)
+    print(f"showdown {args.config} | target metric: {first.eval.target} | 95% intervals")
+    print(_showdown_table(rows(entries, first.eval.target), first.eval.target))
     return 0
 
 
@@ -449,6 +550,29 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--round", type=positive, help="round K's adapter (default: the best)")
     export.add_argument("--out", required=True, help="new folder for the merged model")
     export.set_defaults(func=cmd_export)
+
+    audit = sub.add_parser("audit", help="bias of an adapter or model against its base")
+    audit.add_argument("model", help="PEFT adapter folder, model folder or hub id")
+    audit.add_argument("--base", required=True, help="base model: embedded name, hub id, folder")
+    audit.add_argument(
+        "--crows", help="CrowS-Pairs CSV (default: ../shared/data/crows_pairs_anonymized.csv)"
+    )
+    audit.add_argument(
+        "--max-pairs", type=positive, help="a stratified sample of this many pairs (default: all)"
+    )
+    audit.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    audit.set_defaults(func=cmd_audit)
+
+    showdown = sub.add_parser("showdown", help="the same loop once per training strategy")
+    showdown.add_argument("config", nargs="?", default="config.toml")
+    showdown.add_argument(
+        "--strategies", required=True, help="comma-separated: prompt, lora, full, qlora"
+    )
+    showdown.add_argument("--rounds", type=positive, required=True, help="rounds per strategy")
+    showdown.add_argument("--runs-dir", help="where the runs go (default: run.runs_dir)")
+    showdown.add_argument("--overwrite", action="store_true", help="replace existing run folders")
+    showdown.add_argument("--quiet", action="store_true", help="no progress bars")
+    showdown.set_defaults(func=cmd_showdown)
     return parser
 
 
