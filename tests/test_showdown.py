@@ -92,7 +92,13 @@ def _run(root: Path, statuses: list[str], train: dict) -> Path:
 
 
 def test_rows_use_the_best_accepted_round_and_say_so(tmp_path: Path) -> None:
-    cost = {"trainable_params": 1000, "peak_memory_mb": 512.0, "seconds": 7.0, "saved_mb": 2.0}
+    # the cost fields as the trainer records them
+    cost = {
+        "trainable_params": 1000,
+        "peak_rss_bytes": 512 * 2**20,
+        "fit_seconds": 7.0,
+        "saved_bytes": 2 * 2**20,
+    }
     lora = _run(tmp_path / "demo-lora", ["accepted", "accepted", "rejected"], cost)
     full = _run(tmp_path / "demo-full", ["rejected", "rejected"], {})
     entries = [Entry("prompt", lora, 0), Entry("lora", lora, 3), Entry("full", full, 2)]
