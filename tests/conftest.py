@@ -120,6 +120,25 @@ def write_config():
     return _write_config
 
 
+def _tiny_sections(tiny_model_dir: Path) -> dict:
+    """Config sections for a tiny-model run whose rounds all train and are accepted."""
+    return {
+        "model": {"policy": str(tiny_model_dir), "dtype": "float32"},
+        "critics": {
+            "rules": {"enabled": False},  # a random model's answers break every rule
+            "quality": {"threshold": 0.0},
+            "persona": {"threshold": 0.0},
+        },
+        "generate": {"prompts_per_round": 3, "new_instructions": 0, "responses_per_prompt": 3},
+        "gate": {"margin": -1.0, "max_loops": 1.0, "max_mc_drop": 1.0, "max_perplexity_rise": 99.0},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_sections(tiny_model_dir: Path) -> dict:
+    return _tiny_sections(tiny_model_dir)
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> dict:
     """Two real rounds on the tiny model, run once per session with --json logs: the run folder
@@ -130,17 +149,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> 
     from loop.cli import main
 
     folder = tmp_path_factory.mktemp("tiny-run")
-    config = _write_config(
-        folder,
-        model={"policy": str(tiny_model_dir), "dtype": "float32"},
-        critics={
-            "rules": {"enabled": False},  # a random model's answers break every rule
-            "quality": {"threshold": 0.0},
-            "persona": {"threshold": 0.0},
-        },
-        generate={"prompts_per_round": 3, "new_instructions": 0, "responses_per_prompt": 3},
-        gate={"margin": -1.0, "max_loops": 1.0, "max_mc_drop": 1.0, "max_perplexity_rise": 99.0},
-    )
+    config = _write_config(folder, **_tiny_sections(tiny_model_dir))
     run, err = folder / "run", io.StringIO()
     with contextlib.redirect_stderr(err):
         code = main(["run", str(config), "--rounds", "2", "--run-dir", str(run), "--json"])

@@ -50,7 +50,7 @@ def test_round_that_rejects_everything_keeps_the_previous_adapter(
 
 
 def test_a_tiny_sft_then_dpo_round_records_every_figure(
-    tmp_path: Path, tiny_model_dir: Path, write_config, capsys
+    tmp_path: Path, tiny_sections: dict, write_config, capsys
 ) -> None:
     real = tmp_path / "real.jsonl"
     real.write_text(
@@ -61,15 +61,8 @@ def test_a_tiny_sft_then_dpo_round_records_every_figure(
     )
     config = write_config(
         tmp_path,
-        model={"policy": str(tiny_model_dir), "dtype": "float32"},
-        critics={
-            "rules": {"enabled": False},  # a random model's answers break every rule
-            "quality": {"threshold": 0.0},
-            "persona": {"threshold": 0.0},
-        },
-        generate={"prompts_per_round": 3, "new_instructions": 0, "responses_per_prompt": 3},
+        **tiny_sections,
         train={"method": "sft+dpo", "pair_margin": 0.0, "real_file": str(real), "real_share": 0.5},
-        gate={"margin": -1.0, "max_loops": 1.0, "max_mc_drop": 1.0, "max_perplexity_rise": 99.0},
     )
     run = tmp_path / "run"
     assert main(["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"]) == 0
