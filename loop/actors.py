@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,8 @@ class Actors:
     generators: list[Any]
     critics: list[Any]
     trainer: Any
+    # Constructor arguments in the object store, held so that a restarted actor finds them.
+    held: list[Any] = field(default_factory=list)
 
     def kill(self) -> None:
         for a in [*self.generators, *self.critics, self.trainer]:
@@ -152,10 +154,10 @@ def launch(cfg: Config, paths: ModelPaths) -> Actors:
         num_cpus=a.trainer_cpus, num_gpus=a.trainer_gpus, max_concurrency=2, **faults
     )
     crows = cfg.audit.crows_pairs_file
-    csv = Path(crows).read_bytes() if crows else None
+    csv = ray.put(Path(crows).read_bytes() if crows else None)
     generators = [
         gen_cls.remote(paths, cfg.model, a.generator_threads) for _ in range(a.generators)
     ]
     critics = [critic_cls.remote(cfg, paths, csv) for _ in range(a.critics)]
     trainer = trainer_cls.remote(paths, cfg.model, a.trainer_threads)
-    return Actors(generators, critics, trainer)
+    return Actors(generators, critics, trainer, [csv])

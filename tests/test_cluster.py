@@ -21,6 +21,8 @@ from loop.driver import check_cluster
 from loop.errors import ConfigError
 from loop.transport import digest, local, pack, unpack
 
+REPO = Path(__file__).resolve().parents[1]
+
 
 def test_a_folder_packs_and_unpacks_to_the_same_files(tmp_path: Path) -> None:
     src = tmp_path / "adapter"
@@ -67,6 +69,12 @@ def test_negative_gpus_are_refused(tmp_path, write_config) -> None:
 # ---- a two-node cluster on loopback ------------------------------------------------------
 
 
+# A throwaway cluster on loopback: without this, a head finding ~/.ray/auth_token turns token
+# authentication on, and a joining node or driver given no token is refused.
+# Its workers import this checkout's packages, as a node's workers import the installed ones.
+NO_TOKEN = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -83,7 +91,9 @@ def start_node(temp: Path, *args: str) -> subprocess.Popen:
         f"--dashboard-agent-listen-port={free_port()}", *args,
     ]  # fmt: skip
     log = (temp.parent / f"{temp.name}.log").open("w")
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=NO_TOKEN
+    )
 
 
 def stop_node(proc: subprocess.Popen) -> None:
@@ -110,7 +120,7 @@ for _ in range(int({timeout})):
     time.sleep(1)
 sys.exit(1)
 """
-    subprocess.run([sys.executable, "-c", probe], check=True, timeout=timeout + 60)
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=timeout + 60, env=NO_TOKEN)
 
 
 @pytest.fixture
@@ -142,6 +152,7 @@ def test_a_round_runs_on_two_nodes_and_ships_its_adapter(
     from loop.cli import main
 
     monkeypatch.setenv("SELFLOOP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     config = write_config(
         tmp_path,
         model={"policy": str(tiny_model_dir), "dtype": "float32"},
