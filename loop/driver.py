@@ -256,6 +256,9 @@ def _start_ray(address: str | None) -> None:
     for key in ("HF_HUB_OFFLINE", "SELFLOOP_CACHE", "HF_HOME"):
         if key in os.environ:
             env[key] = os.environ[key]
+    # Workers import the driver's checkout of selfloop first, not whichever copy is installed.
+    source = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": os.cpu_count()}
     ray.init(
         **kwargs,
