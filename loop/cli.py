@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.rounds is not None:
         overrides["run.rounds"] = args.rounds
     cfg = load_config(args.config, overrides)
-    inputs = load_inputs(cfg)
+    inputs = load_inputs(cfg, args.address)
     run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg)
     store = prepare_new_run(cfg, run_dir, args.overwrite)
     log.info("run %s | %d rounds | policy %s", run_dir, cfg.run.rounds, cfg.model.policy)
@@ -51,6 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg.run.rounds,
         not args.quiet,
         lambda m: print(_round_line(m, cfg.eval.target), flush=True),
+        address=args.address,
     )
     return 0
 
@@ -59,7 +60,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from loop.driver import check_from_round, execute, first_open_round, load_inputs, open_run
 
     store, cfg = open_run(Path(args.run))
-    inputs = load_inputs(cfg)
+    inputs = load_inputs(cfg, args.address)
     rounds = args.rounds or cfg.run.rounds
     if args.from_round is not None:
         check_from_round(store, args.from_round)
@@ -78,6 +79,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         not args.quiet,
         lambda m: print(_round_line(m, cfg.eval.target), flush=True),
         from_round=args.from_round,
+        address=args.address,
     )
     return 0
 
@@ -468,6 +470,14 @@ def positive(text: str) -> int:
     return value
 
 
+def _address_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--address",
+        help="join this Ray cluster ('auto' or HOST:PORT) instead of starting one on this "
+        "machine; the cluster is left running",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="selfloop", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="DEBUG logging")
@@ -489,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a config key, e.g. --set generate.seed_file=my.jsonl (repeatable)",
     )
+    _address_option(run)
     run.set_defaults(func=cmd_run)
 
     resume = sub.add_parser("resume", help="continue a run, or branch it from an earlier round")
@@ -503,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument(
         "--json", dest="json_logs", action="store_true", help="logs as JSON lines on stderr"
     )
+    _address_option(resume)
     resume.set_defaults(func=cmd_resume)
 
     stop = sub.add_parser("stop", help="ask a running loop to stop after the stage in flight")

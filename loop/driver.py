@@ -26,7 +26,7 @@ from loop.errors import ConfigError, RunStoreError
 from loop.mix import load_real
 from loop.models import ModelPaths, resolve_model
 from loop.stop import Stopper, StopRequested
-from loop.store import RunStore
+from loop.store import RunStore, write_json
 from loop.strategy import check_strategy
 
 log = logging.getLogger("selfloop")
@@ -56,10 +56,13 @@ def load_pools(cfg: Config) -> tuple[list[Prompt], list[Prompt]]:
     return seeds, heldout
 
 
-def load_inputs(cfg: Config) -> Inputs:
+def load_inputs(cfg: Config, address: str | None = None) -> Inputs:
+    """`address`: the Ray cluster the run joins (None: a local one), whose resources are
+    checked once connected instead of this machine's."""
     seeds, heldout = load_pools(cfg)
     check_split(seeds, heldout)
-    check_resources(cfg)
+    if address is None:
+        check_resources(cfg)
     check_strategy(cfg.train.strategy)
     if cfg.train.real_share > 0:
         load_real(cfg.train.real_file)  # a bad file fails here, before anything is written
@@ -165,7 +168,9 @@ def execute(
                     log.info("rounds from %d kept aside in %s", from_round, aside)
             _start_ray(address)
             stopper.install()
+            check_cluster(cfg, ray.nodes())
             actors = launch(cfg, inputs.models)
+            write_json(store.root / "actors.json", placement(actors))
             runner = RoundRunner(
                 cfg, store, actors, inputs.seeds, inputs.heldout, stopper, progress
             )
@@ -197,7 +202,49 @@ def check_resources(cfg: Config) -> None:
             raise ConfigError(f"'actors.{key}' = {value} is more than this machine's {cpus} CPUs")
 
 
+_DEMANDS = (("generator", "generators"), ("critic", "critics"), ("trainer", None))
+
+
+def check_cluster(cfg: Config, nodes: list[dict[str, Any]]) -> None:
+    """Every actor must fit on one alive node, and all of them in the cluster together, or
+    Ray waits for resources forever. `nodes` is ray.nodes()."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    a = cfg.actors
+    for resource, unit in (("CPU", "cpus"), ("GPU", "gpus")):
+        total = sum(r.get(resource, 0.0) for r in alive)
+        biggest = max((r.get(resource, 0.0) for r in alive), default=0.0)
+        need = 0.0
+        for role, count_key in _DEMANDS:
+            each = getattr(a, f"{role}_{unit}")
+            need += each * (getattr(a, count_key) if count_key else 1)
+            if each > biggest:
+                raise ConfigError(
+                    f"'actors.{role}_{unit}' = {each} but the largest Ray node has {biggest:g} "
+                    f"{resource}s; lower it, or add a node with that many"
+                )
+        if need > total + 1e-9:
+            raise ConfigError(
+                f"the actors ask for {need:g} {resource}s in all and the Ray cluster has "
+                f"{total:g}; lower actors.*_{unit} or the actor counts, or add nodes"
+            )
+
+
+def placement(actors: Any) -> dict[str, Any]:
+    """Where the driver and every actor run, as Ray node ids with each node's address."""
+    import ray
+
+    from loop.transport import node_id
+
+    return {
+        "driver": node_id(),
+        **actors.nodes(),
+        "nodes": {n["NodeID"]: n.get("NodeManagerAddress") for n in ray.nodes() if n["Alive"]},
+    }
+
+
 def _start_ray(address: str | None) -> None:
+    """Start a local Ray, or join the cluster at `address` ("auto" or HOST:PORT). A joined
+    cluster is never stopped: ray.shutdown() at the end only disconnects this driver."""
     import ray
 
     env = {
@@ -209,6 +256,9 @@ def _start_ray(address: str | None) -> None:
     for key in ("HF_HUB_OFFLINE", "SELFLOOP_CACHE", "HF_HOME"):
         if key in os.environ:
             env[key] = os.environ[key]
+    # Workers import the driver's checkout of selfloop first, not whichever copy is installed.
+    source = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))
     kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": os.cpu_count()}
     ray.init(
         **kwargs,

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from loop.errors import UserError
 from loop.strategy import is_full_model
+from loop.transport import Shipped, local
 
 Message = dict[str, str]
 Conversation = list[Message]
@@ -66,10 +67,11 @@ class Policy:
         return self._pristine
 
     @torch.no_grad()
-    def set_adapter(self, path: str | None) -> None:
-        """Make the policy base + `path` (None: the base alone). A no-op if already so. `path`
+    def set_adapter(self, adapter: str | Shipped | None) -> None:
+        """Make the policy base + `adapter` (None: the base alone). A no-op if already so. It
         is a PEFT adapter folder, merged into the base, or a fully fine-tuned model folder
-        (strategy full), whose weights are copied in."""
+        (strategy full), whose weights are copied in; a Shipped record is made local first."""
+        path = local(adapter)
         if path == self.adapter:
             return
         full = path is not None and is_full_model(path)

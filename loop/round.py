@@ -41,6 +41,7 @@ from loop.retention import paired_difference, perplexity_ratio
 from loop.stats import estimate
 from loop.stop import Stopper
 from loop.store import RunStore, read_json, write_json
+from loop.transport import Outbox, Shipper, node_id, unpack
 
 log = logging.getLogger("selfloop")
 
@@ -120,6 +121,8 @@ class RoundRunner:
         self.stopper, self.progress = stopper, progress
         self.real_rows = load_real(cfg.train.real_file) if cfg.train.real_share > 0 else []
         self.markers = marker_pattern(cfg.persona.markers)
+        # Every actor call names its adapter as a record that any node can load.
+        self.ship = Shipper().ship
 
     # ---- the recipe ----------------------------------------------------------------------
 
@@ -219,7 +222,7 @@ class RoundRunner:
                 piece,
                 Sampling(g.instruction_max_tokens, g.temperature, g.top_p, g.batch_size),
                 derive_seed(self.cfg.run.seed, k, "instructions", i),
-                self.policy_adapter,
+                self.ship(self.policy_adapter),
             ),
             f"round {k} instructions",
         )
@@ -258,7 +261,7 @@ class RoundRunner:
                 g.responses_per_prompt,
                 Sampling(g.max_new_tokens, g.temperature, g.top_p, g.batch_size),
                 derive_seed(self.cfg.run.seed, k, "generate", i),
-                self.policy_adapter,
+                self.ship(self.policy_adapter),
                 k,
                 g.trim_truncated,
             ),
@@ -287,7 +290,7 @@ class RoundRunner:
         parts = self._fan_out(
             self.actors.critics,
             prompt_shards(candidates, len(self.actors.critics)),
-            lambda actor, piece, i: actor.score.remote(piece, self.policy_adapter),
+            lambda actor, piece, i: actor.score.remote(piece, self.ship(self.policy_adapter)),
             f"round {k} critique",
         )
         verdicts: dict[str, list[Verdict]] = {}
@@ -479,11 +482,12 @@ class RoundRunner:
         # the starting point, the DPO reference, both or neither.
         start = start_adapter if t.start == "previous" else None
         reference = start_adapter if t.reference == "previous" else None
-        future = trainer.train.remote(
+        out = self.store.round_dir(k) / "adapter"
+        future = trainer.train_to.remote(
             examples,
             t,
-            str(self.store.round_dir(k) / "adapter"),
-            start_adapter,
+            Outbox(str(out.resolve()), node_id()),
+            self.ship(start_adapter),
             derive_seed(self.cfg.run.seed, k, "train"),
             pairs,
         )
@@ -495,7 +499,9 @@ class RoundRunner:
                 bar.total = total or None
                 bar.n = step
                 bar.refresh()
-        result = ray.get(future)
+        result, files = ray.get(future)
+        if files is not None:  # saved on another node: its files came back by value
+            unpack(files, out)
         return {
             "trained": True,
             **info,
@@ -548,7 +554,7 @@ class RoundRunner:
             lambda actor, piece, i: actor.answer.remote(
                 piece,
                 Sampling(e.max_new_tokens, batch_size=self.cfg.generate.batch_size),
-                adapter,
+                self.ship(adapter),
                 system_prompt,
             ),
             desc,
@@ -592,7 +598,7 @@ class RoundRunner:
     ) -> dict[str, Any]:
         """Answer figures plus what the critic actor measures on the arm's weights: retention
         (general-text perplexity, multiple-choice accuracy) and bias (CrowS-Pairs)."""
-        audit = ray.get(self.actors.critics[0].audit.remote(adapter, system_prompt))
+        audit = ray.get(self.actors.critics[0].audit.remote(self.ship(adapter), system_prompt))
         return summarize(rows) | audit
 
     def reference_arm(self, arm: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -645,7 +651,7 @@ class RoundRunner:
         figures["change"] = retention_change(figures["base"], figures["adapter"])
         # What changed inside the model: update norms, drift from the base, changed answers.
         changes = ray.get(
-            self.actors.critics[0].explain.remote(adapter, self.cfg.eval.max_new_tokens)
+            self.actors.critics[0].explain.remote(self.ship(adapter), self.cfg.eval.max_new_tokens)
         )
         t = self.cfg.eval.target
         return {

@@ -211,7 +211,11 @@ def test_actors_killed_mid_stage_are_restarted(setup) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    for title in ("ray::Generator.respond", "ray::CriticPanel.score", "ray::Trainer.train"):
+    for title in (
+        "ray::GeneratorActor.respond",
+        "ray::CriticActor.score",
+        "ray::TrainerActor.train_to",
+    ):
         os.kill(wait_for_worker(proc, title), signal.SIGKILL)
         TALLY["injected"] += 1
     _, err = second.communicate(timeout=120)
