@@ -247,12 +247,15 @@ class Policy:
             for b, seq in enumerate(seqs):
                 ids[b, : len(seq)] = torch.tensor(seq)
                 mask[b, : len(seq)] = 1
-            logits = self.model(input_ids=ids, attention_mask=mask).logits  # (batch, seq, vocab)
-            for b, seq in enumerate(seqs):
+            # Only positions from the last context token on predict scored tokens: projecting
+            # the shared prefix onto the vocabulary would cost most of the time and memory.
+            keep = width - start + 1
+            logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=keep).logits
+            for b, seq in enumerate(seqs):  # logits: (batch, keep, vocab), position start - 1 on
                 if len(seq) <= start:
                     out.append((0.0, 0))
                     continue
-                rows = logits[b, start - 1 : len(seq) - 1].float().log_softmax(-1)
+                rows = logits[b, : len(seq) - start].float().log_softmax(-1)
                 picked = rows.gather(-1, torch.tensor(seq[start:]).unsqueeze(-1))
                 out.append((float(picked.sum()), len(seq) - start))
         return out
