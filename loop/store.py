@@ -3,6 +3,7 @@
     runs/NAME/
       config.toml            the resolved config, frozen when the run was created
       state.json             summary for people and scripts (derived from the round records)
+      actors.json            the Ray node of the driver and of every actor
       arms/base/ arms/prompt/  held-out answers of the base model without and with the
       arms/base.json ...       system prompt, and their figures: computed once per run
       round_001/
