@@ -49,7 +49,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         cfg,
         inputs,
         cfg.run.rounds,
-        not args.quiet,
+        not (args.quiet or args.json_logs),  # JSON lines on stderr: no bars among them
         lambda m: print(_round_line(m, cfg.eval.target), flush=True),
         address=args.address,
     )
@@ -76,7 +76,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         cfg,
         inputs,
         rounds,
-        not args.quiet,
+        not (args.quiet or args.json_logs),  # JSON lines on stderr: no bars among them
         lambda m: print(_round_line(m, cfg.eval.target), flush=True),
         from_round=args.from_round,
         address=args.address,
@@ -356,6 +356,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     ra = serve.run_adapter(Path(args.run), args.round)
     out = serve.export_merged(ra, Path(args.out))
     print(f"wrote {out}: base {ra.base} + round {ra.round} adapter, merged")
+    return 0
 
 
 # ---- audit ------------------------------------------------------------------------------
