@@ -36,7 +36,8 @@ body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1180px;color
 h1{font-size:22px}h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ccc}
 h3{font-size:15px}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ddd;padding:3px 7px;text-align:right;vertical-align:top}
-th{background:#f4f4f4}.text{text-align:left;max-width:520px;white-space:pre-wrap}td{white-space:nowrap}
+th{background:#f4f4f4}td{white-space:nowrap}
+.text{text-align:left;max-width:520px;white-space:pre-wrap}
 .accepted{color:#1a7f37}.rejected{color:#b42318}.skipped{color:#8a6d00}
 .charts{display:flex;flex-wrap:wrap;gap:14px}.chart{border:1px solid #eee;background:#fff}
 .chart text{font-size:10px;fill:#333}.chart .head{font-size:12px;font-weight:600}
