@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from loop.decode import decode
 from loop.errors import UserError
 from loop.strategy import is_full_model
 from loop.transport import Shipped, local
@@ -128,22 +129,21 @@ class Policy:
         the results come back in input order."""
         order = sorted(range(len(conversations)), key=lambda i: len(str(conversations[i])))
         results: dict[int, Generation] = {}
+        device = self.model.device
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            torch.manual_seed(seed + start)
-            batch = self._encode([conversations[i] for i in idx])
-            sampling = (
-                {"do_sample": True, "temperature": temperature, "top_p": top_p}
-                if temperature > 0
-                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-            )
-            out = self.model.generate(
-                **batch,
-                max_new_tokens=max_new_tokens,
-                pad_token_id=self.tokenizer.pad_token_id,
-                **sampling,
-            )
-            new = out[:, batch["input_ids"].shape[1] :]  # (batch, new_tokens)
+            batch = self._encode([conversations[i] for i in idx]).to(device)
+            new = decode(
+                self.model,
+                batch["input_ids"],
+                batch["attention_mask"],
+                max_new_tokens,
+                self._stop_ids,
+                self.tokenizer.pad_token_id,
+                temperature,
+                top_p,
+                torch.Generator(device=device).manual_seed(seed + start),
+            )  # (batch, new_tokens)
             for row, i in zip(new, idx, strict=True):
                 results[i] = self._decode(row)
         return [results[i] for i in range(len(conversations))]

@@ -58,6 +58,12 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def spread(items: Sequence[Any], size: int, workers: int) -> list[Sequence[Any]]:
+    """Chunks of at most `size`, and at least one per worker while the items last: a round's
+    work smaller than a batch per actor would otherwise leave actors idle."""
+    return chunks(items, max(1, min(size, -(-len(items) // workers))))
+
+
 def with_unparseable(steps: dict[str, int], dropped: dict[str, int]) -> dict[str, int]:
     """The round's funnel from the first thing the model wrote: a self-written instruction that
     did not parse is a generated sample that never became a candidate."""
@@ -217,7 +223,7 @@ class RoundRunner:
         reqs = requests(pool, g.new_instructions, g.shots, rng, k)
         texts = self._fan_out(
             self.actors.generators,
-            chunks(reqs, g.batch_size),
+            spread(reqs, g.batch_size, len(self.actors.generators)),
             lambda actor, piece, i: actor.write_instructions.remote(
                 piece,
                 Sampling(g.instruction_max_tokens, g.temperature, g.top_p, g.batch_size),
@@ -254,7 +260,7 @@ class RoundRunner:
         started = time.perf_counter()
         parts = self._fan_out(
             self.actors.generators,
-            chunks(prompts, per_chunk),
+            spread(prompts, per_chunk, len(self.actors.generators)),
             lambda actor, piece, i: actor.respond.remote(
                 piece,
                 self.cfg.persona.system_prompt,
@@ -547,10 +553,9 @@ class RoundRunner:
         """One arm's greedy answers to the held-out prompts, scored prompt by prompt."""
         e = self.cfg.eval
         gens = self.actors.generators
-        size = max(1, -(-len(self.heldout) // len(gens)))
         parts = self._fan_out(
             gens,
-            chunks(self.heldout, size),
+            spread(self.heldout, len(self.heldout), len(gens)),
             lambda actor, piece, i: actor.answer.remote(
                 piece,
                 Sampling(e.max_new_tokens, batch_size=self.cfg.generate.batch_size),

@@ -1,0 +1,125 @@
+"""The decode loop: greedy tokens equal transformers' generate, nucleus sampling draws from the
+hand-computed top-p distribution, and the cache and stop rules hold."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+from loop import decode as dec
+from loop.policy import Policy
+
+PROMPTS = [
+    [{"role": "user", "content": "Hi."}],
+    [{"role": "user", "content": "Tell me, in a few words, why the sea is salty and blue."}],
+    [{"role": "user", "content": "Name three birds that cannot fly, and say where they live."}],
+]
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_model_dir: Path) -> Policy:
+    return Policy(str(tiny_model_dir), dtype="float32")
+
+
+def test_greedy_tokens_equal_generate_on_a_padded_batch(policy: Policy) -> None:
+    batch = policy._encode(PROMPTS)
+    pad = policy.tokenizer.pad_token_id
+    assert (batch["attention_mask"] == 0).any()  # left padding is exercised
+
+    ours = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 12, {-1}, pad)
+    theirs = policy.model.generate(
+        **batch, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=pad,
+        temperature=None, top_p=None, top_k=None,
+    )  # fmt: skip
+
+    assert torch.equal(ours, theirs[:, batch["input_ids"].shape[1] :])
+
+
+def test_rows_are_padded_after_their_stop_and_the_loop_ends_when_all_stopped(
+    policy: Policy,
+) -> None:
+    batch = policy._encode(PROMPTS)
+    pad = policy.tokenizer.pad_token_id
+    free = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 6, {-1}, pad)
+    stop = int(free[0, 1])  # the first row's second token
+
+    out = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 6, {stop}, pad)
+
+    first_stop = [next((k for k, t in enumerate(row) if t == stop), None) for row in free.tolist()]
+    if all(k is not None for k in first_stop):
+        assert out.shape[1] == max(first_stop) + 1
+    for row, free_row, k in zip(out.tolist(), free.tolist(), first_stop, strict=True):
+        end = len(row) if k is None else k + 1
+        assert row[:end] == free_row[:end]  # the same tokens up to and including the stop
+        assert all(t == pad for t in row[end:])
+
+
+# Five tokens with probabilities 0.5, 0.3, 0.1, 0.06, 0.04. At top_p 0.85 the mass before token
+# 2 is 0.8 < 0.85, so it is kept; before token 3 it is 0.9, so 3 and 4 are dropped. The nucleus
+# is renormalised: 0.5 / 0.9, 0.3 / 0.9, 0.1 / 0.9.
+PROBS = torch.tensor([0.5, 0.3, 0.1, 0.06, 0.04])
+EXPECTED = torch.tensor([5 / 9, 3 / 9, 1 / 9, 0.0, 0.0])
+
+
+def draw(n: int, temperature: float = 1.0) -> torch.Tensor:
+    logits = (PROBS.log() * temperature).expand(n, -1).contiguous()
+    tokens = dec.sample(logits, temperature, 0.85, torch.Generator().manual_seed(0))
+    return torch.bincount(tokens, minlength=5).float() / n
+
+
+def test_nucleus_sampling_draws_the_renormalised_top_p_distribution() -> None:
+    freq = draw(40_000)
+
+    # 40,000 draws: the standard error of each frequency is at most 0.0025
+    assert torch.allclose(freq, EXPECTED, atol=0.01)
+    assert freq[3] == 0 and freq[4] == 0
+
+
+def test_temperature_divides_the_logits_before_the_nucleus() -> None:
+    # Logits scaled by 0.5 at temperature 0.5 are the original distribution again.
+    assert torch.allclose(draw(40_000, temperature=0.5), EXPECTED, atol=0.01)
+
+
+def test_a_nucleus_beyond_the_shortlist_is_found_in_the_whole_vocabulary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The two best tokens hold 0.8 < 0.85, so every row must go on to the whole vocabulary.
+    monkeypatch.setattr(dec, "_SHORTLISTS", (2,))
+
+    assert torch.allclose(draw(40_000), EXPECTED, atol=0.01)
+
+
+def test_greedy_sampling_is_argmax_and_sampling_is_seeded() -> None:
+    logits = torch.randn(8, 100)
+
+    assert torch.equal(dec.sample(logits, 0.0, 0.9, torch.Generator()), logits.argmax(-1))
+    one = dec.sample(logits, 1.0, 0.9, torch.Generator().manual_seed(1))
+    again = dec.sample(logits, 1.0, 0.9, torch.Generator().manual_seed(1))
+    assert torch.equal(one, again)
+
+
+def test_the_buffered_cache_refuses_to_overflow(policy: Policy) -> None:
+    cache = dec._cache(policy.model, capacity=4)
+    layer = cache.layers[0]
+    states = torch.zeros(1, 2, 3, 8)
+
+    keys, _ = layer.update(states, states)
+    assert keys.shape == (1, 2, 3, 8)
+    with pytest.raises(RuntimeError, match="holds 4 positions, 6 asked"):
+        layer.update(states, states)
+
+
+def test_sliding_window_models_keep_the_cache_transformers_builds(default_model_dir: str) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1,
+    )  # fmt: skip
+    config.layer_types = ["sliding_attention", "full_attention"]
+    config.sliding_window = 4
+    model = AutoModelForCausalLM.from_config(config)
+
+    cache = dec._cache(model, capacity=16)
+
+    assert not any(isinstance(layer, dec._BufferedLayer) for layer in cache.layers)
