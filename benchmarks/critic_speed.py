@@ -9,9 +9,9 @@ its own (after a warm-up on one prompt's candidates), then the whole panel.score
 (MiniLM embedding + near-duplicate judging, round 1: no history), the group balance and the
 budgeted selection, in the order the critique stage runs them.
 
-    HF_HUB_OFFLINE=1 python benchmarks/critics.py                  # 64 candidates, config.toml
-    HF_HUB_OFFLINE=1 python benchmarks/critics.py --n 8 --responses /tmp/.../candidates.jsonl
-    HF_HUB_OFFLINE=1 python benchmarks/critics.py --threads 1 --config recipes/<recipe>.toml
+    HF_HUB_OFFLINE=1 python benchmarks/critic_speed.py                  # 64 candidates, config.toml
+    HF_HUB_OFFLINE=1 python benchmarks/critic_speed.py --n 8 --responses /tmp/.../candidates.jsonl
+    HF_HUB_OFFLINE=1 python benchmarks/critic_speed.py --threads 1 --config recipes/<recipe>.toml
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
-# Run as a script, this file's folder comes first on the path and its name would hide the
-# `critics` package.
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
