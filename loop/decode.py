@@ -13,6 +13,8 @@ windows, state-space layers) keeps the cache `transformers` builds for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers.cache_utils import (
     Cache,
@@ -125,9 +127,11 @@ def decode(
     temperature: float = 0.0,
     top_p: float = 1.0,
     generator: torch.Generator | None = None,
+    suppress: Sequence[int] = (),
 ) -> torch.Tensor:
     """(batch, steps) new tokens for a left-padded batch (batch, prompt); a row that has
-    emitted a stop token is padded with `pad_id` after it. Stops early once every row has."""
+    emitted a stop token is padded with `pad_id` after it. Stops early once every row has.
+    Tokens in `suppress` are never emitted (a generation config's suppress_tokens)."""
     batch, width = input_ids.shape
     generator = generator or torch.Generator(device=input_ids.device).manual_seed(0)
     cache = _cache(model, width + max_new_tokens)
@@ -149,6 +153,8 @@ def decode(
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]  # (batch, vocab)
+        if suppress:
+            logits[:, list(suppress)] = float("-inf")
         tokens = sample(logits, temperature, top_p, generator).masked_fill(done, pad_id)
         out[:, step] = tokens
         done |= torch.isin(tokens, stops)

@@ -9,11 +9,12 @@ cache on (an unmerged adapter saved by a trainer can leave the cache off).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from loop.decode import decode
 from loop.errors import UserError
@@ -23,6 +24,8 @@ from loop.transport import Shipped, local
 Message = dict[str, str]
 Conversation = list[Message]
 
+log = logging.getLogger(__name__)
+
 _DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float16": torch.float16}
 
 
@@ -31,6 +34,24 @@ class Generation:
     text: str
     tokens: int  # generated tokens, end-of-turn token excluded
     finished: bool  # False when the token limit cut the answer off
+
+
+# Generation-config settings that transformers' generate would apply and loop.decode does not.
+_UNAPPLIED = (
+    "top_k", "min_p", "typical_p", "repetition_penalty", "no_repeat_ngram_size",
+    "bad_words_ids", "min_new_tokens", "begin_suppress_tokens",
+)  # fmt: skip
+
+
+def _warn_unapplied(config: GenerationConfig, path: str) -> None:
+    for name in _UNAPPLIED:
+        value = getattr(config, name, None)
+        if value not in (None, 0, 1.0):  # unset, or set to its no-op
+            log.warning(
+                "%s's generation config sets %s=%r, which selfloop does not apply: it samples "
+                "with generate.temperature and generate.top_p alone",
+                path, name, value,
+            )  # fmt: skip
 
 
 class Policy:
@@ -59,6 +80,7 @@ class Policy:
         eos = self.model.generation_config.eos_token_id
         self._stop_ids = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
         self._stop_ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        _warn_unapplied(self.model.generation_config, path)
 
     # ---- adapters -------------------------------------------------------------------------
 
@@ -143,6 +165,7 @@ class Policy:
                 temperature,
                 top_p,
                 torch.Generator(device=device).manual_seed(seed + start),
+                self.model.generation_config.suppress_tokens or (),
             )  # (batch, new_tokens)
             for row, i in zip(new, idx, strict=True):
                 results[i] = self._decode(row)

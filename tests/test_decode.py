@@ -123,3 +123,27 @@ def test_sliding_window_models_keep_the_cache_transformers_builds(default_model_
     cache = dec._cache(model, capacity=16)
 
     assert not any(isinstance(layer, dec._BufferedLayer) for layer in cache.layers)
+
+
+def test_suppressed_tokens_are_never_emitted(policy: Policy) -> None:
+    batch = policy._encode(PROMPTS)
+    args = (policy.model, batch["input_ids"], batch["attention_mask"], 4, {-1}, 0)
+    free = dec.decode(*args)
+    barred = sorted(set(free.flatten().tolist()))
+
+    out = dec.decode(*args, suppress=barred)
+
+    assert not set(out.flatten().tolist()) & set(barred)
+
+
+def test_generation_settings_the_loop_does_not_apply_are_named(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model.generation_config.repetition_penalty = 1.3
+    model.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
+
+    Policy(str(tmp_path), dtype="float32")
+
+    assert "sets repetition_penalty=1.3, which selfloop does not apply" in caplog.text
