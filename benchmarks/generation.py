@@ -30,6 +30,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 BASELINE = "generate"
+MAX_PROMPT_TOKENS = 256
 CASES = {
     BASELINE: "transformers generate, batch 64, 2 threads, prompts in file order",
     "generate-sorted": "  + prompts in length order",
@@ -43,6 +44,12 @@ CASES = {
 
 
 def conversations(n: int) -> list[list[dict[str, str]]]:
+    """The first `n` instructions, asked with the persona's system prompt, that fit in
+    MAX_PROMPT_TOKENS: a round's prompts are instructions of one to three sentences, and the
+    few documents the user-oriented split carries (up to 1,392 tokens) would make every case a
+    measure of prefilling the batch they land in."""
+    from transformers import AutoTokenizer
+
     from generators.pool import load_prompts
     from generators.sampler import persona_conversation
     from loop.config import load_config
@@ -50,9 +57,17 @@ def conversations(n: int) -> list[list[dict[str, str]]]:
     system = load_config(REPO / "config.toml").persona.system_prompt
     prompts = load_prompts(DATA / "self_instruct_seed_tasks.jsonl", "self-instruct", "bench")
     prompts += load_prompts(DATA / "user_oriented_instructions_dev.jsonl", "user", "bench")
-    if n > len(prompts):
-        sys.exit(f"--prompts {n}: the two files hold {len(prompts)} instructions")
-    return [persona_conversation(p.instruction, system) for p in prompts[:n]]
+    tok = AutoTokenizer.from_pretrained(model_path())
+    convs = [persona_conversation(p.instruction, system) for p in prompts]
+    convs = [c for c in convs if prompt_tokens(tok, c) <= MAX_PROMPT_TOKENS]
+    if n > len(convs):
+        sys.exit(f"--prompts {n}: the two files hold {len(convs)} instructions that fit")
+    return convs[:n]
+
+
+def prompt_tokens(tok, conversation: list[dict[str, str]]) -> int:  # noqa: ANN001
+    text = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return len(tok(text, add_special_tokens=False)["input_ids"])
 
 
 def sampling() -> dict[str, float]:
@@ -254,7 +269,8 @@ def main() -> None:
         sys.exit(f"unknown case {unknown[0]!r}: choose from {', '.join(CASES)}")
     s = sampling()
     print(
-        f"{args.prompts} prompts | temperature {s['temperature']} | top_p {s['top_p']} | "
+        f"{args.prompts} prompts of at most {MAX_PROMPT_TOKENS} tokens | "
+        f"temperature {s['temperature']} | top_p {s['top_p']} | "
         f"max_new_tokens {s['max_new_tokens']} | bfloat16 | load {os.getloadavg()[0]:.1f}"
     )
     base = None

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from loop.decode import decode
+from loop.decode import ATTENTION, decode
 from loop.errors import UserError
 from loop.strategy import is_full_model
 from loop.transport import Shipped, local
@@ -72,6 +72,8 @@ class Policy:
         self.model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_DTYPES[dtype], trust_remote_code=trust_remote_code
         ).eval()
+        if self.model.config._attn_implementation == "sdpa":
+            self.model.set_attn_implementation(ATTENTION)  # SDPA but for one-token decode steps
         self.trust_remote_code = trust_remote_code
         self.model.config.use_cache = True
         self.model.generation_config.use_cache = True

@@ -99,18 +99,51 @@ def test_greedy_sampling_is_argmax_and_sampling_is_seeded() -> None:
     assert torch.equal(one, again)
 
 
-def test_the_buffered_cache_refuses_to_overflow(policy: Policy) -> None:
-    cache = dec._cache(policy.model, capacity=4)
-    layer = cache.layers[0]
-    states = torch.zeros(1, 2, 3, 8)
+def test_shared_prefix_counts_the_tokens_every_row_starts_with() -> None:
+    # Rows 5 6 7 8, 5 6 9 and 5 6 7, left-padded with 0: all three start with 5 6.
+    ids = torch.tensor([[5, 6, 7, 8], [0, 5, 6, 9], [0, 5, 6, 7]])
+    mask = (torch.arange(4) >= torch.tensor([[0], [1], [1]])).long()
 
-    keys, _ = layer.update(states, states)
-    assert keys.shape == (1, 2, 3, 8)
-    with pytest.raises(RuntimeError, match="holds 4 positions, 6 asked"):
-        layer.update(states, states)
+    assert dec.shared_prefix(ids, mask) == 2
+    assert dec.shared_prefix(ids[[0, 2]], mask[[0, 2]]) == 3
 
 
-def test_sliding_window_models_keep_the_cache_transformers_builds(default_model_dir: str) -> None:
+def test_the_batch_shares_the_chat_templates_system_prompt_and_still_equals_generate(
+    policy: Policy,
+) -> None:
+    system = [{"role": "system", "content": "You are a terse old sea captain who likes ships."}]
+    batch = policy._encode([system + p for p in PROMPTS])
+    assert dec.shared_prefix(batch["input_ids"], batch["attention_mask"]) >= dec.MIN_SHARED_PREFIX
+    pad = policy.tokenizer.pad_token_id
+
+    ours = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 10, {-1}, pad)
+    theirs = policy.model.generate(
+        **batch, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=pad,
+        temperature=None, top_p=None, top_k=None,
+    )  # fmt: skip
+
+    assert torch.equal(ours, theirs[:, batch["input_ids"].shape[1] :])
+
+
+def test_one_token_attention_equals_sdpa_with_grouped_heads_and_padding() -> None:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 3, True
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 6, 1, 8, generator=g)  # (batch, heads, 1, dim)
+    key, value = torch.randn(2, 2, 5, 8, generator=g), torch.randn(2, 2, 5, 8, generator=g)
+    mask = torch.tensor([True, True, True, True, True, False, False, True, True, True])
+    mask = mask.view(2, 1, 1, 5)  # the second row's first two positions are padding
+
+    ours, _ = dec.decode_attention(module, query, key, value, mask, scaling=0.3)
+    theirs, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.3)
+
+    assert ours.shape == theirs.shape == (2, 1, 6, 8)
+    assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_sliding_window_models_get_no_static_cache(default_model_dir: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
@@ -120,9 +153,8 @@ def test_sliding_window_models_keep_the_cache_transformers_builds(default_model_
     config.sliding_window = 4
     model = AutoModelForCausalLM.from_config(config)
 
-    cache = dec._cache(model, capacity=16)
-
-    assert not any(isinstance(layer, dec._BufferedLayer) for layer in cache.layers)
+    # A StaticCache would give every layer full attention; these layers keep their own cache.
+    assert not dec._static(model)
 
 
 def test_suppressed_tokens_are_never_emitted(policy: Policy) -> None:
