@@ -1,8 +1,8 @@
 """Generation throughput: the generator actors against plain batched `model.generate`, and each
 lever between them, on the same prompts, model and sampling settings, in one run.
 
-    HF_HUB_OFFLINE=1 python benchmarks/generation.py                  # every case, ~15 minutes
-    HF_HUB_OFFLINE=1 python benchmarks/generation.py --cases generate,actors --prompts 128
+    HF_HUB_OFFLINE=1 python benchmarks/generation.py                  # every case, ~45 minutes
+    HF_HUB_OFFLINE=1 python benchmarks/generation.py --cases generate-sorted,decode-64,actors
 
 Prompts are the first `--prompts` real instructions of the Self-Instruct seed tasks and the
 user-oriented dev split (../shared/data), each asked with the persona's system prompt, as the
@@ -91,6 +91,7 @@ def run_transformers(case: str, convs: list, s: dict) -> dict:
 
     policy = Policy(model_path(), "bfloat16", threads=2)
     tok, model = policy.tokenizer, policy.model
+    model.set_attn_implementation("sdpa")  # transformers' own attention, not the decode loop's
     if case != BASELINE:
         convs = sorted(convs, key=lambda c: len(str(c)))
     if case == "continuous":
@@ -228,10 +229,13 @@ def one(case: str, n: int, batch: int) -> dict:
 # ---- the table --------------------------------------------------------------------------------
 
 
-def measure(case: str, n: int, batch: int) -> dict:
+def measure(case: str, n: int, batch: int, limit: float) -> dict:
     """Run one case in a fresh process; its last stdout line is its JSON result."""
     cmd = [sys.executable, __file__, "--one", case, "--prompts", str(n), "--batch", str(batch)]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return {"error": f"did not finish in {limit:.0f} s"}
     if done.returncode:
         return {"error": (done.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -256,7 +260,8 @@ def main() -> None:
         "--cases", default=",".join(CASES), help="comma-separated, from: " + ", ".join(CASES)
     )
     ap.add_argument("--prompts", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=128, help="generate.batch_size of the actors")
+    ap.add_argument("--batch", type=int, default=64, help="generate.batch_size of the actors")
+    ap.add_argument("--limit", type=float, default=900, help="seconds one case may take")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -275,7 +280,7 @@ def main() -> None:
     )
     base = None
     for case in cases:
-        r = measure(case, args.prompts, args.batch)
+        r = measure(case, args.prompts, args.batch, args.limit)
         if case == BASELINE and "error" not in r:
             base = r["tokens"] / r["seconds"]
         print(row(case, r, base), flush=True)
