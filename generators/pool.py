@@ -75,6 +75,7 @@ def load_prompts(
     path = Path(path)
     section = key.split(".")[0]
     prompts: list[Prompt] = []
+    first_line: dict[str, int] = {}  # id -> the line that gave it
     for number, row in _rows(path, key, rows):
         where = f"{path}:{number}"
         _text_field(row, instruction_field, where, f" (or set {section}.instruction_field)")
@@ -83,6 +84,13 @@ def load_prompts(
             hint = f" ({section}.reference_field)"
             reference = _text_field(row, reference_field, where, hint, numbers=True).strip()
         pid = str(row.get("id") or f"{source}-{number:04d}")
+        if pid in first_line:
+            # Candidates, pairs and paired evaluation are all keyed by prompt id.
+            raise ConfigError(
+                f"'{key}': {where} repeats the id {pid!r} of line {first_line[pid]}: "
+                "give every instruction its own id"
+            )
+        first_line[pid] = number
         prompts.append(Prompt(pid, _instruction_of(row, instruction_field), source, reference))
     if not prompts:
         raise ConfigError(f"'{key}': {path} holds no instructions")

@@ -86,6 +86,19 @@ class PersonaConfig(Section):
         min_length=1, description="words that show the voice; eval only"
     )
 
+    @field_validator("markers")
+    @classmethod
+    def _markers_can_match(cls, v: list[str]) -> list[str]:
+        # Markers are matched as whole words (\b...\b), which a word that begins or ends in
+        # punctuation ("ahoy!", "c++") never is.
+        bad = [m for m in v if not re.fullmatch(r"\w(.*\w)?", m.strip())]
+        if bad:
+            raise ValueError(
+                f"marker {bad[0]!r} begins or ends with a character that is not a letter or "
+                "digit, so it never matches as a whole word: leave the punctuation out"
+            )
+        return v
+
 
 class GenerateConfig(PoolFields):
     seed_file: str = "generators/data/seeds.jsonl"
@@ -469,9 +482,22 @@ def _describe(err: ValidationError, source: str) -> str:
     return f"{source}: invalid config:\n  " + "\n  ".join(lines)
 
 
+# Names the round's funnel uses for its own steps: a critic named so would overwrite one.
+FUNNEL_STEPS = ("generated", "unparseable", "balance", "budget", "survivors")
+
+
 def parse_config(data: dict[str, Any], source: str = "config") -> Config:
+    critics = data.get("critics") or {}
+    if not isinstance(critics, dict):
+        raise ConfigError(f"{source}: 'critics' must be tables, one per critic ([critics.NAME])")
+    taken = [name for name in critics if name in FUNNEL_STEPS]
+    if taken:
+        raise ConfigError(
+            f"{source}: 'critics.{taken[0]}' is named like a step of the round's funnel "
+            f"({', '.join(FUNNEL_STEPS)}): give the critic another name"
+        )
     # A critic table named after a kind (`[critics.rules]`) needs no `kind` key.
-    for name, table in (data.get("critics") or {}).items():
+    for name, table in critics.items():
         if isinstance(table, dict) and "kind" not in table:
             if name not in CRITIC_KINDS:
                 kinds = ", ".join(f'"{k}"' for k in CRITIC_KINDS)

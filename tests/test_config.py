@@ -559,3 +559,27 @@ def test_bad_dpo_setting_names_the_key(
     write_config: Callable[..., Path], key: str, value: Any, expected: str
 ) -> None:
     assert expected in config_error(write_config(lambda d: d["train"].update({key: value})))
+
+
+def test_critics_that_are_not_tables_are_refused(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d.update(critics=5)))
+
+    assert "'critics' must be tables, one per critic" in message
+
+
+@pytest.mark.parametrize("name", ["generated", "balance", "budget", "survivors"])
+def test_a_critic_named_like_a_funnel_step_is_refused(
+    write_config: Callable[..., Path], name: str
+) -> None:
+    message = config_error(write_config(lambda d: d["critics"].update({name: {"kind": "rules"}})))
+
+    assert f"'critics.{name}' is named like a step of the round's funnel" in message
+
+
+@pytest.mark.parametrize("marker", ["ahoy!", "c++", "-sea"])
+def test_markers_that_never_match_as_whole_words_are_refused(
+    write_config: Callable[..., Path], marker: str
+) -> None:
+    message = config_error(write_config(lambda d: d["persona"].update(markers=["ship", marker])))
+
+    assert f"marker {marker!r} begins or ends with a character that is not a letter" in message

@@ -184,3 +184,15 @@ def test_missing_named_fields_say_which_key_to_set(tmp_path: Path, line: str, me
 
     with pytest.raises(ConfigError, match=rf"pool\.jsonl:1: .*{message}"):
         load_prompts(path, "seed", "generate.seed_file", "question", "answer")
+
+
+def test_a_repeated_id_names_both_lines(tmp_path: Path) -> None:
+    path = tmp_path / "pool.jsonl"
+    path.write_text(
+        '{"id": "a", "instruction": "First task."}\n{"id": "b", "instruction": "Second."}\n'
+        '{"id": "a", "instruction": "Third task."}\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError, match=r"pool\.jsonl:3 repeats the id 'a' of line 1"):
+        load_prompts(path, "heldout", "eval.heldout_file")
