@@ -307,7 +307,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from loop.report import write_report
 
-    out = write_report(Path(args.run), Path(args.out) if args.out else None)
+    target = Path(args.out) if args.out else None
+    if target is not None and (target.is_dir() or not target.parent.is_dir()):
+        where = "is a folder" if target.is_dir() else "is not in an existing folder"
+        raise UserError(f"--out {target} {where}: name an HTML file to write")
+    out = write_report(Path(args.run), target)
     print(f"wrote {out}")
     return 0
 

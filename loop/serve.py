@@ -151,6 +151,8 @@ def export_merged(ra: RunAdapter, out: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file; choose a new --out folder")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} exists and is not empty; choose a new --out folder")
     # float32 for the merge whatever the run's dtype, so the sum is not rounded twice

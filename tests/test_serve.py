@@ -112,3 +112,19 @@ def test_export_cli_writes_a_loadable_model(tiny_run: dict, tmp_path: Path, caps
     assert "round 1 adapter" in capsys.readouterr().out
     assert (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
     assert (out / "generation_config.json").is_file()
+
+
+def test_export_and_report_refuse_an_out_they_cannot_write(
+    tiny_run: dict, tmp_path: Path, capsys
+) -> None:
+    a_file = tmp_path / "taken"
+    a_file.write_text("mine")
+    run = str(tiny_run["run"])
+
+    assert main(["export", run, "--round", "1", "--out", str(a_file)]) == 2
+    assert "is a file; choose a new --out folder" in capsys.readouterr().err
+    assert main(["report", run, "--out", str(tmp_path)]) == 2
+    assert "is a folder: name an HTML file to write" in capsys.readouterr().err
+    assert main(["report", run, "--out", str(a_file / "page.html")]) == 2
+    assert "is not in an existing folder" in capsys.readouterr().err
+    assert a_file.read_text() == "mine" and sorted(tmp_path.iterdir()) == [a_file]
