@@ -9,8 +9,9 @@ user-oriented dev split (../shared/data), each asked with the persona's system p
 generators ask them. Sampling (temperature, top_p, max_new_tokens) comes from config.toml's
 [generate]. Each case runs in its own process so that its thread count is its own; the model
 load and one warm-up batch are not timed. Tokens are the generated tokens of every answer up to
-its end-of-turn token. "slots" is the share of the batch x steps positions that held such a
-token: what refilling finished rows (continuous batching) could at most win back.
+its end-of-turn token. "slots", for the batch-at-a-time cases, is the share of the batch x steps
+positions that held such a token: what refilling finished rows (continuous batching, as the
+decode loop does) could at most win back.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ CASES = {
     "generate-sorted": "  + prompts in length order",
     "generate-static-compiled": "  + static cache and torch.compile",
     "continuous": "transformers continuous batching (generate_batch), 2 threads",
-    "decode-64": "selfloop decode loop, batch 64, 2 threads",
-    "decode-256": "  + batch 256",
-    "decode-256-1thread": "  one thread (one generator actor's share)",
+    "decode-64": "selfloop decode loop, 64 rows refilled as they finish, 2 threads",
+    "decode-128": "  + 128 rows",
+    "decode-64-1thread": "  64 rows, one thread (one generator actor's share)",
     "actors": "the generator actors through Ray (config's [actors]), batch --batch",
 }
 
@@ -140,20 +141,22 @@ def run_continuous(policy, convs: list, s: dict) -> dict:  # noqa: ANN001
 
 
 def run_decode(case: str, convs: list, s: dict) -> dict:
-    """selfloop's Policy.generate, which batches in length order and runs loop.decode."""
+    """selfloop's Policy.generate over every prompt at once: loop.decode's stream refills a
+    finished row with the next prompt, so batches are rows, not slices of the prompts."""
     from loop.policy import Policy
 
     threads = 1 if case.endswith("1thread") else 2
-    batch = 64 if case == "decode-64" else 256
+    rows = 128 if case == "decode-128" else 64
     policy = Policy(model_path(), "bfloat16", threads)
     convs = sorted(convs, key=lambda c: len(str(c)))
     temperature, top_p, new = s["temperature"], s["top_p"], s["max_new_tokens"]
-
-    def generate(piece: list) -> tuple[list[int], int]:
-        gens = policy.generate(piece, new, temperature, top_p, seed=0, batch_size=len(piece))
-        return [g.tokens for g in gens], max(g.tokens + g.finished for g in gens)
-
-    return timed(generate, convs, batch, warm_batch=4)
+    started = time.perf_counter()
+    policy.generate(convs[:4], new, temperature, top_p, seed=0, batch_size=4)
+    warm = time.perf_counter() - started
+    started = time.perf_counter()
+    gens = policy.generate(convs, new, temperature, top_p, seed=0, batch_size=rows)
+    seconds = time.perf_counter() - started
+    return {"tokens": sum(g.tokens for g in gens), "seconds": seconds, "warm": warm}
 
 
 def run_actors(convs: list, s: dict, batch: int) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-from loop.decode import ATTENTION, decode
+from loop.decode import ATTENTION, Draw, stream
 from loop.errors import UserError
 from loop.strategy import is_full_model
 from loop.transport import Shipped, local
@@ -129,14 +129,16 @@ class Policy:
 
     # ---- text -----------------------------------------------------------------------------
 
-    def _encode(self, conversations: Sequence[Conversation | str]) -> dict[str, torch.Tensor]:
+    def _text(self, conversation: Conversation | str) -> str:
         """Chat turns go through the chat template; a plain string is continued as it is."""
-        texts = [
-            c
-            if isinstance(c, str)
-            else self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-            for c in conversations
-        ]
+        if isinstance(conversation, str):
+            return conversation
+        return self.tokenizer.apply_chat_template(
+            conversation, tokenize=False, add_generation_prompt=True
+        )
+
+    def _encode(self, conversations: Sequence[Conversation | str]) -> dict[str, torch.Tensor]:
+        texts = [self._text(c) for c in conversations]
         return self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
     @torch.no_grad()
@@ -149,32 +151,23 @@ class Policy:
         seed: int = 0,
         batch_size: int = 32,
     ) -> list[Generation]:
-        """Answer each conversation once. Batches are formed in length order to waste less padding;
-        the results come back in input order."""
+        """Answer each conversation once. Prompts decode in length order, so that a batch's
+        prefill wastes little on padding; the results come back in input order."""
         order = sorted(range(len(conversations)), key=lambda i: len(str(conversations[i])))
-        results: dict[int, Generation] = {}
-        device = self.model.device
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self._encode([conversations[i] for i in idx]).to(device)
-            new = decode(
-                self.model,
-                batch["input_ids"],
-                batch["attention_mask"],
-                max_new_tokens,
-                self._stop_ids,
-                self.tokenizer.pad_token_id,
-                temperature,
-                top_p,
-                torch.Generator(device=device).manual_seed(seed + start),
-                self.model.generation_config.suppress_tokens or (),
-            )  # (batch, new_tokens)
-            for row, i in zip(new, idx, strict=True):
-                results[i] = self._decode(row)
+        prompts = [self._ids(self._text(conversations[i])) for i in order]
+        draw = Draw(
+            max_new_tokens,
+            frozenset(self._stop_ids),
+            temperature,
+            top_p,
+            tuple(self.model.generation_config.suppress_tokens or ()),
+        )
+        generator = torch.Generator(device=self.model.device).manual_seed(seed)
+        new = stream(self.model, prompts, draw, generator, batch_size)  # per prompt, its tokens
+        results = {i: self._decode(tokens) for i, tokens in zip(order, new, strict=True)}
         return [results[i] for i in range(len(conversations))]
 
-    def _decode(self, row: torch.Tensor) -> Generation:
-        ids = row.tolist()
+    def _decode(self, ids: list[int]) -> Generation:
         end = next((k for k, t in enumerate(ids) if t in self._stop_ids), None)
         kept = ids if end is None else ids[:end]
         text = self.tokenizer.decode(kept, skip_special_tokens=True).strip()
@@ -287,10 +280,7 @@ class Policy:
 
     def prompt_tokens(self, conversation: Conversation) -> int:
         """Tokens the model reads for one request: the chat template with the reply opened."""
-        text = self.tokenizer.apply_chat_template(
-            conversation, tokenize=False, add_generation_prompt=True
-        )
-        return len(self._ids(text))
+        return len(self._ids(self._text(conversation)))
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -58,6 +58,11 @@ def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+# A generator's piece of work holds this many batches: the decode loop refills a row that has
+# finished with the piece's next prompt, which a piece of one batch could not do.
+BATCHES_PER_PIECE = 4
+
+
 def spread(items: Sequence[Any], size: int, workers: int) -> list[Sequence[Any]]:
     """Chunks of at most `size`, and at least one per worker while the items last: a round's
     work smaller than a batch per actor would otherwise leave actors idle."""
@@ -223,7 +228,7 @@ class RoundRunner:
         reqs = requests(pool, g.new_instructions, g.shots, rng, k)
         texts = self._fan_out(
             self.actors.generators,
-            spread(reqs, g.batch_size, len(self.actors.generators)),
+            spread(reqs, BATCHES_PER_PIECE * g.batch_size, len(self.actors.generators)),
             lambda actor, piece, i: actor.write_instructions.remote(
                 piece,
                 Sampling(g.instruction_max_tokens, g.temperature, g.top_p, g.batch_size),
@@ -256,7 +261,7 @@ class RoundRunner:
     def _generate(self, k: int) -> dict[str, Any]:
         g = self.cfg.generate
         prompts = [Prompt(**r) for r in self.store.load_rows(self.store.dataset(k, "prompts"))]
-        per_chunk = max(1, g.batch_size // g.responses_per_prompt)
+        per_chunk = max(1, BATCHES_PER_PIECE * g.batch_size // g.responses_per_prompt)
         started = time.perf_counter()
         parts = self._fan_out(
             self.actors.generators,

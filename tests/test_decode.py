@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
 from loop import decode as dec
 from loop.policy import Policy
@@ -27,32 +27,72 @@ def test_greedy_tokens_equal_generate_on_a_padded_batch(policy: Policy) -> None:
     pad = policy.tokenizer.pad_token_id
     assert (batch["attention_mask"] == 0).any()  # left padding is exercised
 
-    ours = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 12, {-1}, pad)
+    ours = dec.decode(policy.model, ids(policy, PROMPTS), dec.Draw(12, frozenset({-1})))
     theirs = policy.model.generate(
         **batch, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=pad,
         temperature=None, top_p=None, top_k=None,
     )  # fmt: skip
 
-    assert torch.equal(ours, theirs[:, batch["input_ids"].shape[1] :])
+    assert ours == theirs[:, batch["input_ids"].shape[1] :].tolist()
 
 
-def test_rows_are_padded_after_their_stop_and_the_loop_ends_when_all_stopped(
-    policy: Policy,
+def test_a_row_ends_at_its_stop_and_the_loop_when_all_rows_have(policy: Policy) -> None:
+    free = dec.decode(policy.model, ids(policy, PROMPTS), dec.Draw(6, frozenset({-1})))
+    stop = free[0][1]  # the first row's second token
+
+    out = dec.decode(policy.model, ids(policy, PROMPTS), dec.Draw(6, frozenset({stop})))
+
+    assert out == [row[: row.index(stop) + 1] if stop in row else row for row in free]
+
+
+def ids(policy: Policy, conversations: list) -> list[list[int]]:
+    return [policy._ids(policy._text(c)) for c in conversations]
+
+
+def alone(policy: Policy, conversation: list | str, new: int, barred: list[int]) -> list[int]:
+    """The conversation's greedy tokens from transformers' generate, unbatched, `barred` never
+    emitted."""
+    ids = policy._encode([conversation])["input_ids"]
+    out = policy.model.generate(
+        input_ids=ids, max_new_tokens=new, do_sample=False, eos_token_id=None,
+        pad_token_id=policy.tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None,
+        suppress_tokens=barred or None,
+    )  # fmt: skip
+    return out[0, ids.shape[1] :].tolist()
+
+
+SYSTEM = [{"role": "system", "content": "You are a terse old sea captain who likes ships."}]
+MORE = PROMPTS + [
+    [{"role": "user", "content": "Why do cats purr?"}],
+    [{"role": "user", "content": "Write one line about rain on a tin roof at night."}],
+    [{"role": "user", "content": "What is two plus two?"}],
+    # Long enough that the ring must grow while shorter rows are still decoding.
+    [{"role": "user", "content": "Describe, step by step and in plain words, " * 8 + "a harbour."}],
+]
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["plain-text", "shared-system-prompt"])
+def test_streamed_rows_equal_generate_when_finished_rows_are_refilled(
+    policy: Policy, shared: bool
 ) -> None:
-    batch = policy._encode(PROMPTS)
-    pad = policy.tokenizer.pad_token_id
-    free = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 6, {-1}, pad)
-    stop = int(free[0, 1])  # the first row's second token
+    # Plain strings skip the chat template, whose default system prompt every row would share.
+    convs = [SYSTEM + p if shared else p[0]["content"] for p in MORE]
+    # The tiny model answers a chat with newlines alone; barred, it writes varied tokens.
+    barred = [policy._ids("\n")[0]]
+    free = [alone(policy, c, 10, barred) for c in convs]
+    stops = {free[0][2], free[-1][7]}  # rows stop at different steps, or run to the limit
+    expected = [row[: 1 + next((k for k, t in enumerate(row) if t in stops), len(row) - 1)]
+                for row in free]  # fmt: skip
+    prompts = ids(policy, convs)
+    assert shared == (dec.shared_prefix(prompts) >= dec.MIN_SHARED_PREFIX)
 
-    out = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 6, {stop}, pad)
+    # Two rows for seven prompts: each finished row takes the next prompt, and the last ones
+    # decode in a batch cut down to the rows still running.
+    draw = dec.Draw(10, frozenset(stops), suppress=tuple(barred))
+    out = dec.stream(policy.model, prompts, draw, batch_size=2)
 
-    first_stop = [next((k for k, t in enumerate(row) if t == stop), None) for row in free.tolist()]
-    if all(k is not None for k in first_stop):
-        assert out.shape[1] == max(first_stop) + 1
-    for row, free_row, k in zip(out.tolist(), free.tolist(), first_stop, strict=True):
-        end = len(row) if k is None else k + 1
-        assert row[:end] == free_row[:end]  # the same tokens up to and including the stop
-        assert all(t == pad for t in row[end:])
+    assert out == expected
+    assert len({len(row) for row in out}) > 1
 
 
 # Five tokens with probabilities 0.5, 0.3, 0.1, 0.06, 0.04. At top_p 0.85 the mass before token
@@ -64,7 +104,8 @@ EXPECTED = torch.tensor([5 / 9, 3 / 9, 1 / 9, 0.0, 0.0])
 
 def draw(n: int, temperature: float = 1.0) -> torch.Tensor:
     logits = (PROBS.log() * temperature).expand(n, -1).contiguous()
-    tokens = dec.sample(logits, temperature, 0.85, torch.Generator().manual_seed(0))
+    way = dec.Draw(1, frozenset(), temperature, 0.85)
+    tokens = dec.sample(logits, way, torch.Generator().manual_seed(0))
     return torch.bincount(tokens, minlength=5).float() / n
 
 
@@ -93,36 +134,18 @@ def test_a_nucleus_beyond_the_shortlist_is_found_in_the_whole_vocabulary(
 def test_greedy_sampling_is_argmax_and_sampling_is_seeded() -> None:
     logits = torch.randn(8, 100)
 
-    assert torch.equal(dec.sample(logits, 0.0, 0.9, torch.Generator()), logits.argmax(-1))
-    one = dec.sample(logits, 1.0, 0.9, torch.Generator().manual_seed(1))
-    again = dec.sample(logits, 1.0, 0.9, torch.Generator().manual_seed(1))
+    greedy, sampled = dec.Draw(1, frozenset(), 0.0, 0.9), dec.Draw(1, frozenset(), 1.0, 0.9)
+    assert torch.equal(dec.sample(logits, greedy, torch.Generator()), logits.argmax(-1))
+    one = dec.sample(logits, sampled, torch.Generator().manual_seed(1))
+    again = dec.sample(logits, sampled, torch.Generator().manual_seed(1))
     assert torch.equal(one, again)
 
 
-def test_shared_prefix_counts_the_tokens_every_row_starts_with() -> None:
-    # Rows 5 6 7 8, 5 6 9 and 5 6 7, left-padded with 0: all three start with 5 6.
-    ids = torch.tensor([[5, 6, 7, 8], [0, 5, 6, 9], [0, 5, 6, 7]])
-    mask = (torch.arange(4) >= torch.tensor([[0], [1], [1]])).long()
+def test_shared_prefix_counts_the_tokens_every_prompt_starts_with() -> None:
+    prompts = [[5, 6, 7, 8], [5, 6, 9], [5, 6, 7]]
 
-    assert dec.shared_prefix(ids, mask) == 2
-    assert dec.shared_prefix(ids[[0, 2]], mask[[0, 2]]) == 3
-
-
-def test_the_batch_shares_the_chat_templates_system_prompt_and_still_equals_generate(
-    policy: Policy,
-) -> None:
-    system = [{"role": "system", "content": "You are a terse old sea captain who likes ships."}]
-    batch = policy._encode([system + p for p in PROMPTS])
-    assert dec.shared_prefix(batch["input_ids"], batch["attention_mask"]) >= dec.MIN_SHARED_PREFIX
-    pad = policy.tokenizer.pad_token_id
-
-    ours = dec.decode(policy.model, batch["input_ids"], batch["attention_mask"], 10, {-1}, pad)
-    theirs = policy.model.generate(
-        **batch, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=pad,
-        temperature=None, top_p=None, top_k=None,
-    )  # fmt: skip
-
-    assert torch.equal(ours, theirs[:, batch["input_ids"].shape[1] :])
+    assert dec.shared_prefix(prompts) == 2
+    assert dec.shared_prefix([prompts[0], prompts[2]]) == 3
 
 
 def test_one_token_attention_equals_sdpa_with_grouped_heads_and_padding() -> None:
@@ -143,29 +166,36 @@ def test_one_token_attention_equals_sdpa_with_grouped_heads_and_padding() -> Non
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
-def test_sliding_window_models_get_no_static_cache(default_model_dir: str) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(default_model_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=1,
+def test_sliding_window_models_decode_in_batches_with_their_own_cache() -> None:
+    config = Qwen2Config(
+        vocab_size=300, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, use_sliding_window=True, sliding_window=4,
+        max_window_layers=0, layer_types=["sliding_attention", "full_attention"],
     )  # fmt: skip
-    config.layer_types = ["sliding_attention", "full_attention"]
-    config.sliding_window = 4
+    torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
+    # Rows longer than the window, and left padding inside it.
+    prompts = [[1, 5, 7, 9, 11, 13], [1, 8], [1, 4, 4, 4]]
+    expected = [
+        model.generate(torch.tensor([p]), max_new_tokens=8, do_sample=False, eos_token_id=None,
+                       pad_token_id=0)[0, len(p) :].tolist()
+        for p in prompts
+    ]  # fmt: skip
 
     # A StaticCache would give every layer full attention; these layers keep their own cache.
     assert not dec._static(model)
+    assert dec.stream(model, prompts, dec.Draw(8, frozenset({-1})), batch_size=2) == expected
 
 
 def test_suppressed_tokens_are_never_emitted(policy: Policy) -> None:
-    batch = policy._encode(PROMPTS)
-    args = (policy.model, batch["input_ids"], batch["attention_mask"], 4, {-1}, 0)
-    free = dec.decode(*args)
-    barred = sorted(set(free.flatten().tolist()))
+    free = dec.stream(policy.model, ids(policy, PROMPTS), dec.Draw(4, frozenset({-1})))
+    barred = tuple(sorted({t for row in free for t in row}))
 
-    out = dec.decode(*args, suppress=barred)
+    out = dec.stream(
+        policy.model, ids(policy, PROMPTS), dec.Draw(4, frozenset({-1}), suppress=barred)
+    )
 
-    assert not set(out.flatten().tolist()) & set(barred)
+    assert not {t for row in out for t in row} & set(barred)
 
 
 def test_generation_settings_the_loop_does_not_apply_are_named(
