@@ -1,17 +1,21 @@
 """Batched decoding for the policy: a token loop over the model's forward pass.
 
 `transformers`' `generate` spends much of a CPU decode step outside the model's weights at the
-batch sizes a round uses. Top-p sampling draws one exponential variate per vocabulary entry
-(49,152 for SmolLM2) and sorts the whole vocabulary, every step; the default cache concatenates
-every layer's keys and values to grow by one token; bf16 attention for one query token runs
-through a flash kernel built for long queries. This loop samples from the same nucleus
-distribution exactly, from the few most probable tokens; keeps keys and values in transformers'
-StaticCache, written in place; attends for one query token with two plain matmuls per key/value
-head group; and computes the prompt prefix that every row of a batch shares (the persona's system
-prompt) once instead of once per row. `benchmarks/generation.py` measures it against `generate`.
+batch sizes a round uses, and a batch decodes until its longest answer ends, with every row
+that finished earlier riding along. Top-p sampling draws one exponential variate per vocabulary
+entry (49,152 for SmolLM2) and sorts the whole vocabulary, every step; the default cache
+concatenates every layer's keys and values to grow by one token; bf16 attention for one query
+token runs through a flash kernel built for long queries. This loop keeps a fixed number of rows
+decoding and prefills the next prompt into a row as soon as its answer ends (continuous
+batching); samples from the same nucleus distribution exactly, from the few most probable
+tokens; keeps keys and values in transformers' StaticCache, written in place, one slot per step
+for every row; attends for one query token with two plain matmuls per key/value head group; and
+computes the prompt prefix that every prompt shares (the persona's system prompt) once.
+`benchmarks/generation.py` measures it against `generate`.
 
-Assumes a causal LM whose layers all use full attention; any other architecture (sliding
-windows, state-space layers) keeps the cache `transformers` builds for it and shares no prefix.
+Assumes a causal LM whose layers all use full attention, with this module's attention; any
+other model (sliding windows, state-space layers) decodes in plain batches with the cache
+`transformers` builds for it, and shares no prefix.
 """
 
 from __future__ import annotations
