@@ -291,9 +291,9 @@ def stream(
     row (continuous batching), so rows that have finished do not ride along until the longest
     answer of a batch ends. The prefix every prompt shares (a persona's system prompt) is
     computed once."""
-    generator = generator or torch.Generator(device=model.device).manual_seed(0)
     if not all(prompts):
         raise ValueError("every prompt needs at least one token to continue from")
+    generator = generator or torch.Generator(device=model.device).manual_seed(0)
     if not prompts or draw.max_new_tokens < 1:
         return [[] for _ in prompts]
     if not _ring_ready(model):
