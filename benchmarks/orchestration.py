@@ -3,6 +3,7 @@ than model work inside the actors.
 
     HF_HUB_OFFLINE=1 python benchmarks/orchestration.py                 # 1 round of config.toml
     HF_HUB_OFFLINE=1 python benchmarks/orchestration.py --rounds 2 --set eval.max_prompts=8
+    HF_HUB_OFFLINE=1 python benchmarks/orchestration.py --run-dir runs/bench   # keep the run
 
 The run is a real `selfloop run` of the config (default model, default sizes) in this process.
 Each stage's window comes from its log line (end time and seconds); Ray's task timeline gives
@@ -56,8 +57,11 @@ def union(intervals: list[Interval], window: Interval) -> float:
     return covered
 
 
-def run_and_trace(config: str, rounds: int, overrides: list[str]) -> tuple[list, list, float]:
-    """Run `selfloop run` here, keeping its local Ray alive afterwards to read the timeline."""
+def run_and_trace(
+    config: str, rounds: int, overrides: list[str], run_dir: str | None
+) -> tuple[list, list, float]:
+    """Run `selfloop run` here, keeping its local Ray alive afterwards to read the timeline.
+    The run folder is `run_dir` where given (to inspect or report afterwards), else temporary."""
     import ray
 
     from loop.cli import main
@@ -67,7 +71,7 @@ def run_and_trace(config: str, rounds: int, overrides: list[str]) -> tuple[list,
     ray.shutdown = lambda *a, **k: None  # the driver ends with it; the timeline needs the cluster
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        argv = ["run", config, "--rounds", str(rounds), "--run-dir", f"{tmp}/run"]
+        argv = ["run", config, "--rounds", str(rounds), "--run-dir", run_dir or f"{tmp}/run"]
         for o in overrides:
             argv += ["--set", o]
         logging.getLogger("selfloop").addHandler(handler)
@@ -117,9 +121,10 @@ def main() -> None:
     ap.add_argument("--config", default=str(REPO / "config.toml"))
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], help="config override KEY=VALUE")
+    ap.add_argument("--run-dir", help="keep the run in this new folder (default: a temporary one)")
     args = ap.parse_args()
     print(f"config {args.config} | rounds {args.rounds} | load {os.getloadavg()[0]:.1f}")
-    stages, events, started = run_and_trace(args.config, args.rounds, args.set)
+    stages, events, started = run_and_trace(args.config, args.rounds, args.set, args.run_dir)
     report(stages, events, started)
     print(f"load at the end {os.getloadavg()[0]:.1f}")
 
