@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from critics.crows import load_crows
 from generators.pool import Prompt, check_split, load_prompts
 from loop.config import (
     Config,
@@ -64,8 +65,11 @@ def load_inputs(cfg: Config, address: str | None = None) -> Inputs:
     if address is None:
         check_resources(cfg)
     check_strategy(cfg.train.strategy)
+    # Files that actors read later fail here instead, before anything is written.
     if cfg.train.real_share > 0:
-        load_real(cfg.train.real_file)  # a bad file fails here, before anything is written
+        load_real(cfg.train.real_file)
+    if cfg.audit.crows_pairs_file:
+        load_crows(cfg.audit.crows_pairs_file)
     return Inputs(seeds, heldout, resolve_paths(cfg))
 
 

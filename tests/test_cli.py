@@ -208,6 +208,22 @@ def test_run_with_missing_model_writes_nothing(tmp_path: Path, capsys, policy, m
     assert not (tmp_path / "out").exists()
 
 
+def test_run_with_a_crows_file_without_its_columns_writes_nothing(tmp_path: Path, capsys) -> None:
+    crows = tmp_path / "crows.csv"
+    crows.write_text("sentence,group\nThey cook.,age\n", encoding="utf-8")
+    text = anchored((REPO / "config.toml").read_text())
+    text = text.replace('crows_pairs_file = ""', f'crows_pairs_file = "{crows}"')
+    (tmp_path / "config.toml").write_text(text)
+
+    assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: {crows}: not a CrowS-Pairs CSV: missing columns sent_more, sent_less, "
+        "stereo_antistereo, bias_type (expected sent_more, sent_less, stereo_antistereo, "
+        "bias_type; found: sentence, group)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_names_what_to_do_with_an_existing_run(run_dir: Path, tmp_path: Path, capsys) -> None:
     same = tmp_path / "same.toml"
     same.write_text((run_dir / "config.toml").read_text())
