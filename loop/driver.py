@@ -25,7 +25,7 @@ from loop.config import (
 )
 from loop.errors import ConfigError, RunStoreError
 from loop.mix import load_real
-from loop.models import ModelPaths, resolve_model
+from loop.models import ModelPaths, lora_layers, resolve_model
 from loop.stop import Stopper, StopRequested
 from loop.store import RunStore, write_json
 from loop.strategy import check_strategy
@@ -70,7 +70,28 @@ def load_inputs(cfg: Config, address: str | None = None) -> Inputs:
         load_real(cfg.train.real_file)
     if cfg.audit.crows_pairs_file:
         load_crows(cfg.audit.crows_pairs_file)
-    return Inputs(seeds, heldout, resolve_paths(cfg))
+    models = resolve_paths(cfg)
+    check_target_modules(cfg, models.policy)
+    return Inputs(seeds, heldout, models)
+
+
+def check_target_modules(cfg: Config, policy: str) -> None:
+    """Every train.target_modules name must name layers of the policy as PEFT matches them (the
+    whole dotted name or its last parts), or the first round fails only when it trains."""
+    if cfg.train.strategy == "full":
+        return  # every weight trains; the names are not used
+    layers = lora_layers(policy, cfg.model.trust_remote_code, "model.policy")
+    unknown = [
+        t
+        for t in cfg.train.target_modules
+        if not any(n == t or n.endswith(f".{t}") for n in layers)
+    ]
+    if unknown:
+        names = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in layers}))
+        raise ConfigError(
+            f"'train.target_modules': no layer of {cfg.model.policy} that a LoRA can train is "
+            f"named {' or '.join(map(repr, unknown))}; its layers are named {names}"
+        )
 
 
 def resolve_paths(cfg: Config) -> ModelPaths:

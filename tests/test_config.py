@@ -506,6 +506,12 @@ def test_dpo_methods_and_their_settings_load(write_config: Callable[..., Path]) 
     assert (cfg.train.pair_margin, cfg.train.dpo_beta) == (0.1, 0.1)
 
 
+def test_no_target_modules_is_refused(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["train"].update(target_modules=[])))
+
+    assert "'train.target_modules': List should have at least 1 item" in message
+
+
 def test_dpo_with_a_lora_on_lm_head_names_the_fix(write_config: Callable[..., Path]) -> None:
     message = config_error(
         write_config(
