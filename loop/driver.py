@@ -59,11 +59,10 @@ def load_pools(cfg: Config) -> tuple[list[Prompt], list[Prompt]]:
 
 def load_inputs(cfg: Config, address: str | None = None) -> Inputs:
     """`address`: the Ray cluster the run joins (None: a local one), whose resources are
-    checked once connected instead of this machine's."""
+    checked instead of this machine's."""
     seeds, heldout = load_pools(cfg)
     check_split(seeds, heldout)
-    if address is None:
-        check_resources(cfg)
+    check_resources(cfg, address)
     check_strategy(cfg.train.strategy)
     # Files that actors read later fail here instead, before anything is written.
     if cfg.train.real_share > 0:
@@ -214,26 +213,40 @@ def execute(
     return done
 
 
-def check_resources(cfg: Config) -> None:
-    """A local node must be able to place every actor, or Ray waits for it forever."""
-    cpus = os.cpu_count() or 1
-    a = cfg.actors
-    for key, value in (
-        ("generator_cpus", a.generator_cpus),
-        ("critic_cpus", a.critic_cpus),
-        ("trainer_cpus", a.trainer_cpus),
-    ):
-        if value > cpus:
-            raise ConfigError(f"'actors.{key}' = {value} is more than this machine's {cpus} CPUs")
+def check_resources(cfg: Config, address: str | None = None) -> None:
+    """Every actor must find room before anything is written, or Ray waits for it forever: on
+    this machine, as the local Ray will see it, or on the cluster at `address`, joined for a
+    moment to read its nodes."""
+    if address is None:
+        check_cluster(cfg, [this_machine()], local=True)
+        return
+    import ray
+
+    _start_ray(address)
+    try:
+        nodes = ray.nodes()
+    finally:
+        ray.shutdown()  # only disconnects: a joined cluster keeps running
+    check_cluster(cfg, nodes)
+
+
+def this_machine() -> dict[str, Any]:
+    """This machine as ray.nodes() lists the local Ray that _start_ray starts: every CPU, and
+    the GPUs that torch can use."""
+    import torch
+
+    cpus, gpus = float(os.cpu_count() or 1), float(torch.cuda.device_count())
+    return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
 
 
 _DEMANDS = (("generator", "generators"), ("critic", "critics"), ("trainer", None))
 
 
-def check_cluster(cfg: Config, nodes: list[dict[str, Any]]) -> None:
+def check_cluster(cfg: Config, nodes: list[dict[str, Any]], local: bool = False) -> None:
     """Every actor must fit on one alive node, and all of them in the cluster together, or
-    Ray waits for resources forever. `nodes` is ray.nodes()."""
+    Ray waits for resources forever. `nodes` is ray.nodes(); `local`: they are this machine."""
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    largest, whole = ("this machine",) * 2 if local else ("the largest Ray node", "the Ray cluster")
     a = cfg.actors
     for resource, unit in (("CPU", "cpus"), ("GPU", "gpus")):
         total = sum(r.get(resource, 0.0) for r in alive)
@@ -244,13 +257,14 @@ def check_cluster(cfg: Config, nodes: list[dict[str, Any]]) -> None:
             need += each * (getattr(a, count_key) if count_key else 1)
             if each > biggest:
                 raise ConfigError(
-                    f"'actors.{role}_{unit}' = {each} but the largest Ray node has {biggest:g} "
-                    f"{resource}s; lower it, or add a node with that many"
+                    f"'actors.{role}_{unit}' = {each} but {largest} has {biggest:g} "
+                    f"{resource}s; lower it" + ("" if local else ", or add a node with that many")
                 )
         if need > total + 1e-9:
             raise ConfigError(
-                f"the actors ask for {need:g} {resource}s in all and the Ray cluster has "
-                f"{total:g}; lower actors.*_{unit} or the actor counts, or add nodes"
+                f"the actors ask for {need:g} {resource}s in all and {whole} has {total:g}; "
+                f"lower actors.*_{unit} or the actor counts (actors.generators, actors.critics)"
+                + ("" if local else ", or add nodes")
             )
 
 

@@ -271,6 +271,32 @@ def test_full_fine_tuning_does_not_read_target_modules(tmp_path: Path, write_con
     check_target_modules(load_config(write_config(tmp_path, train=train)), str(tmp_path / "none"))
 
 
+def test_run_with_more_actors_than_this_machine_holds_writes_nothing(
+    tmp_path: Path, tiny_model_dir: Path, capsys
+) -> None:
+    """Each actor fits alone, but all of them together do not: refused before the run folder
+    exists, so the same command with smaller actors needs no --overwrite."""
+    import os
+
+    cpus = os.cpu_count()
+    (tmp_path / "config.toml").write_text(anchored((REPO / "config.toml").read_text()))
+    argv = ["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]
+    argv += ["--set", f"model.policy={tiny_model_dir}", "--set", "actors.generator_cpus=1.0"]
+
+    assert main([*argv, "--set", f"actors.generators={cpus}"]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: the actors ask for {cpus + 1:g} CPUs in all and this machine has "
+        f"{cpus:g}; lower actors.*_cpus or the actor counts (actors.generators, actors.critics)\n"
+    )
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--set", f"actors.trainer_cpus={cpus + 1}.0"]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: 'actors.trainer_cpus' = {cpus + 1}.0 but this machine has {cpus:g} "
+        "CPUs; lower it\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_names_what_to_do_with_an_existing_run(run_dir: Path, tmp_path: Path, capsys) -> None:
     same = tmp_path / "same.toml"
     same.write_text((run_dir / "config.toml").read_text())
