@@ -175,7 +175,8 @@ def execute(
     from_round: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run rounds first_open_round..rounds, after setting rounds >= from_round aside if given.
-    Stops cleanly at a safe point on Ctrl-C, SIGTERM or `selfloop stop`."""
+    Stops cleanly at a safe point on Ctrl-C, SIGTERM or `selfloop stop` by raising
+    StopRequested, whose exit code the command exits with."""
     import ray
 
     from loop.actors import launch
@@ -193,6 +194,7 @@ def execute(
             _start_ray(address)
             stopper.install()
             check_cluster(cfg, ray.nodes())
+            stopper.check()  # asked while Ray started: stop before the actors load models
             actors = launch(cfg, inputs.models)
             write_json(store.root / "actors.json", placement(actors))
             runner = RoundRunner(
@@ -206,6 +208,10 @@ def execute(
                     on_round(metrics)
     except StopRequested:
         log.warning("stopped at a safe point; continue with `selfloop resume %s`", store.root)
+        raise
+    except KeyboardInterrupt:
+        log.warning("stopped at once; continue with `selfloop resume %s`", store.root)
+        raise
     finally:
         stopper.restore()
         if ray.is_initialized():
