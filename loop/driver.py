@@ -191,6 +191,9 @@ def execute(
                 aside = branch(store, from_round)
                 if aside:
                     log.info("rounds from %d kept aside in %s", from_round, aside)
+            # state.json must not name rounds that were just set aside, or a stop before the
+            # next commit leaves it pointing chat and export at an ungated adapter.
+            store.write_state(_state(store, cfg, rounds))
             _start_ray(address)
             stopper.install()
             check_cluster(cfg, ray.nodes())

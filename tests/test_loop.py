@@ -77,6 +77,43 @@ def test_ctrl_c_stops_the_whole_showdown(
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["default-lora"]
 
 
+def test_state_json_drops_the_rounds_a_branch_set_aside(
+    tmp_path: Path, tiny_sections: dict, write_config, capsys
+) -> None:
+    """Two finished, accepted rounds (round 2 the better), then `resume --from-round 2`
+    stopped before round 2 is redone: state.json and the adapter chat and export pick by
+    default must be round 1's, the only finished round left."""
+    from loop.config import dump_config, load_config
+    from loop.driver import _state
+    from loop.serve import run_adapter
+    from loop.store import RunStore
+
+    cfg = load_config(write_config(tmp_path, **tiny_sections))
+    store = RunStore(tmp_path / "run")
+    store.create(dump_config(cfg))
+    for k, persona in ((1, 0.2), (2, 0.4)):
+        (store.round_dir(k) / "adapter").mkdir(parents=True)
+        (store.round_dir(k) / "adapter" / "adapter_config.json").write_text("{}")
+        metrics = {"eval": {"adapter": {"persona": {"mean": persona}}}}
+        store.commit_round(k, metrics, {"round": k, "status": "accepted"})
+    store.write_state(_state(store, cfg, 2))  # as the run that finished round 2 left it
+    assert run_adapter(store.root).round == 2
+
+    with ctrl_c_once(store.root / "run.lock"):
+        code = main(["resume", str(store.root), "--from-round", "2", "--rounds", "2", "--quiet"])
+
+    assert code == 130
+    state = json.loads((store.root / "state.json").read_text())
+    assert {k: v for k, v in state.items() if k != "updated"} == {
+        "target_rounds": 2,
+        "completed": [1],
+        "accepted": [1],
+        "policy_adapter": "round_001/adapter",
+    }
+    assert run_adapter(store.root).round == 1
+    assert [p.name for p in (store.root / "aside").glob("*/*")] == ["round_002"]
+
+
 def test_round_that_rejects_everything_keeps_the_previous_adapter(
     tmp_path: Path, tiny_model_dir: Path, write_config, capsys
 ) -> None:
