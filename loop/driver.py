@@ -191,8 +191,8 @@ def execute(
                 aside = branch(store, from_round)
                 if aside:
                     log.info("rounds from %d kept aside in %s", from_round, aside)
-            # state.json must not name rounds that were just set aside, or a stop before the
-            # next commit leaves it pointing chat and export at an ungated adapter.
+            # state.json is derived from the round records: rewrite it now, or rounds a branch
+            # just set aside stay listed until the next commit, and chat and export follow it.
             store.write_state(_state(store, cfg, rounds))
             _start_ray(address)
             stopper.install()
