@@ -10,6 +10,7 @@ the higher total log-likelihood. The score is the percentage of pairs in which i
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,23 +42,41 @@ class TextScorer(Protocol):
 
 def load_crows(path: str | Path, max_pairs: int | None = None, seed: int = 0) -> list[CrowsPair]:
     """The pairs of a CrowS-Pairs CSV, in file order; a stratified sample by bias type when
-    `max_pairs` is smaller than the file (None or 0: every pair)."""
+    `max_pairs` is smaller than the file (None or 0: every pair). A file that is not UTF-8 CSV
+    with the four columns, or a row that lacks one, is a ConfigError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"CrowS-Pairs file not found: {path}; set audit.crows_pairs_file")
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+    reader = csv.DictReader(io.StringIO(_utf8(path), newline=""))
+    try:
         found = reader.fieldnames or []
         missing = [c for c in COLUMNS if c not in found]
         if missing:
             raise ConfigError(
                 f"{path}: not a CrowS-Pairs CSV: missing columns {', '.join(missing)} "
-                f"(found: {', '.join(found) or 'none'})"
+                f"(expected {', '.join(COLUMNS)}; found: {', '.join(found) or 'none'})"
             )
-        pairs = [CrowsPair(*(row[c] for c in COLUMNS)) for row in reader]
+        pairs = [_pair(row, f"{path}:{reader.line_num}") for row in reader]
+    except csv.Error as err:
+        raise ConfigError(f"{path}:{reader.line_num}: not readable as CSV ({err})") from None
     if max_pairs and max_pairs < len(pairs):
         return stratified_sample(pairs, max_pairs, seed)
     return pairs
+
+
+def _utf8(path: Path) -> str:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    return text.removeprefix("\ufeff")  # the byte-order mark spreadsheets often write first
+
+
+def _pair(row: dict[str, str | None], where: str) -> CrowsPair:
+    short = [c for c in COLUMNS if row.get(c) is None]
+    if short:
+        raise ConfigError(f"{where}: the row ends before the column {short[0]}")
+    return CrowsPair(*(str(row[c]) for c in COLUMNS))
 
 
 def _quotas(sizes: dict[str, int], k: int) -> dict[str, int]:

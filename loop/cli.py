@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loop.errors import RunStoreError, UserError
+from loop.stop import StopRequested
 
 log = logging.getLogger("selfloop")
 
@@ -456,10 +457,15 @@ def cmd_showdown(args: argparse.Namespace) -> int:
     taken = [str(e.run_dir) for e in runs if e.run_dir.exists() and not args.overwrite]
     if taken:
         raise RunStoreError(f"{', '.join(taken)} already exist; pass --overwrite to replace them")
-    for e, cfg, inp in zip(runs, configs, inputs, strict=True):
+    for i, (e, cfg, inp) in enumerate(zip(runs, configs, inputs, strict=True)):
         store = prepare_new_run(cfg, e.run_dir, args.overwrite)
         log.info("showdown | %s | %s | %d rounds", e.strategy, e.run_dir, e.rounds)
-        execute(store, cfg, inp, e.rounds, not args.quiet)
+        try:
+            execute(store, cfg, inp, e.rounds, not args.quiet)
+        except StopRequested:
+            later = ", ".join(r.strategy for r in runs[i + 1 :]) or "none"
+            log.warning("showdown stopped during %s; strategies not run: %s", e.strategy, later)
+            raise
     print(f"showdown {args.config} | target metric: {first.eval.target} | 95% intervals")
     print(_showdown_table(rows(entries, first.eval.target), first.eval.target))
     return 0
@@ -617,6 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"selfloop: error: {err}", file=sys.stderr)
         return err.exit_code
+    except StopRequested as stop:
+        return stop.exit_code  # the driver has logged how to resume
     except KeyboardInterrupt:
         print("selfloop: interrupted; every finished stage is saved", file=sys.stderr)
         return 130

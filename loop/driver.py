@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from critics.crows import load_crows
 from generators.pool import Prompt, check_split, load_prompts
 from loop.config import (
     Config,
@@ -24,7 +25,7 @@ from loop.config import (
 )
 from loop.errors import ConfigError, RunStoreError
 from loop.mix import load_real
-from loop.models import ModelPaths, resolve_model
+from loop.models import ModelPaths, lora_layers, resolve_model
 from loop.stop import Stopper, StopRequested
 from loop.store import RunStore, write_json
 from loop.strategy import check_strategy
@@ -58,15 +59,38 @@ def load_pools(cfg: Config) -> tuple[list[Prompt], list[Prompt]]:
 
 def load_inputs(cfg: Config, address: str | None = None) -> Inputs:
     """`address`: the Ray cluster the run joins (None: a local one), whose resources are
-    checked once connected instead of this machine's."""
+    checked instead of this machine's."""
     seeds, heldout = load_pools(cfg)
     check_split(seeds, heldout)
-    if address is None:
-        check_resources(cfg)
+    check_resources(cfg, address)
     check_strategy(cfg.train.strategy)
+    # Files that actors read later fail here instead, before anything is written.
     if cfg.train.real_share > 0:
-        load_real(cfg.train.real_file)  # a bad file fails here, before anything is written
-    return Inputs(seeds, heldout, resolve_paths(cfg))
+        load_real(cfg.train.real_file)
+    if cfg.audit.crows_pairs_file:
+        load_crows(cfg.audit.crows_pairs_file)
+    models = resolve_paths(cfg)
+    check_target_modules(cfg, models.policy)
+    return Inputs(seeds, heldout, models)
+
+
+def check_target_modules(cfg: Config, policy: str) -> None:
+    """Every train.target_modules name must name layers of the policy as PEFT matches them (the
+    whole dotted name or its last parts), or the first round fails only when it trains."""
+    if cfg.train.strategy == "full":
+        return  # every weight trains; the names are not used
+    layers = lora_layers(policy, cfg.model.trust_remote_code, "model.policy")
+    unknown = [
+        t
+        for t in cfg.train.target_modules
+        if not any(n == t or n.endswith(f".{t}") for n in layers)
+    ]
+    if unknown:
+        names = ", ".join(sorted({n.rsplit(".", 1)[-1] for n in layers}))
+        raise ConfigError(
+            f"'train.target_modules': no layer of {cfg.model.policy} that a LoRA can train is "
+            f"named {' or '.join(map(repr, unknown))}; its layers are named {names}"
+        )
 
 
 def resolve_paths(cfg: Config) -> ModelPaths:
@@ -151,7 +175,8 @@ def execute(
     from_round: int | None = None,
 ) -> list[dict[str, Any]]:
     """Run rounds first_open_round..rounds, after setting rounds >= from_round aside if given.
-    Stops cleanly at a safe point on Ctrl-C, SIGTERM or `selfloop stop`."""
+    Stops cleanly at a safe point on Ctrl-C, SIGTERM or `selfloop stop` by raising
+    StopRequested, whose exit code the command exits with."""
     import ray
 
     from loop.actors import launch
@@ -166,9 +191,13 @@ def execute(
                 aside = branch(store, from_round)
                 if aside:
                     log.info("rounds from %d kept aside in %s", from_round, aside)
+            # state.json is derived from the round records: rewrite it now, or rounds a branch
+            # just set aside stay listed until the next commit, and chat and export follow it.
+            store.write_state(_state(store, cfg, rounds))
             _start_ray(address)
             stopper.install()
             check_cluster(cfg, ray.nodes())
+            stopper.check()  # asked while Ray started: stop before the actors load models
             actors = launch(cfg, inputs.models)
             write_json(store.root / "actors.json", placement(actors))
             runner = RoundRunner(
@@ -182,6 +211,10 @@ def execute(
                     on_round(metrics)
     except StopRequested:
         log.warning("stopped at a safe point; continue with `selfloop resume %s`", store.root)
+        raise
+    except KeyboardInterrupt:
+        log.warning("stopped at once; continue with `selfloop resume %s`", store.root)
+        raise
     finally:
         stopper.restore()
         if ray.is_initialized():
@@ -189,26 +222,40 @@ def execute(
     return done
 
 
-def check_resources(cfg: Config) -> None:
-    """A local node must be able to place every actor, or Ray waits for it forever."""
-    cpus = os.cpu_count() or 1
-    a = cfg.actors
-    for key, value in (
-        ("generator_cpus", a.generator_cpus),
-        ("critic_cpus", a.critic_cpus),
-        ("trainer_cpus", a.trainer_cpus),
-    ):
-        if value > cpus:
-            raise ConfigError(f"'actors.{key}' = {value} is more than this machine's {cpus} CPUs")
+def check_resources(cfg: Config, address: str | None = None) -> None:
+    """Every actor must find room before anything is written, or Ray waits for it forever: on
+    this machine, as the local Ray will see it, or on the cluster at `address`, joined for a
+    moment to read its nodes."""
+    if address is None:
+        check_cluster(cfg, [this_machine()], local=True)
+        return
+    import ray
+
+    _start_ray(address)
+    try:
+        nodes = ray.nodes()
+    finally:
+        ray.shutdown()  # only disconnects: a joined cluster keeps running
+    check_cluster(cfg, nodes)
+
+
+def this_machine() -> dict[str, Any]:
+    """This machine as ray.nodes() lists the local Ray that _start_ray starts: every CPU, and
+    the GPUs that torch can use."""
+    import torch
+
+    cpus, gpus = float(os.cpu_count() or 1), float(torch.cuda.device_count())
+    return {"Alive": True, "Resources": {"CPU": cpus, "GPU": gpus}}
 
 
 _DEMANDS = (("generator", "generators"), ("critic", "critics"), ("trainer", None))
 
 
-def check_cluster(cfg: Config, nodes: list[dict[str, Any]]) -> None:
+def check_cluster(cfg: Config, nodes: list[dict[str, Any]], local: bool = False) -> None:
     """Every actor must fit on one alive node, and all of them in the cluster together, or
-    Ray waits for resources forever. `nodes` is ray.nodes()."""
+    Ray waits for resources forever. `nodes` is ray.nodes(); `local`: they are this machine."""
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    largest, whole = ("this machine",) * 2 if local else ("the largest Ray node", "the Ray cluster")
     a = cfg.actors
     for resource, unit in (("CPU", "cpus"), ("GPU", "gpus")):
         total = sum(r.get(resource, 0.0) for r in alive)
@@ -219,13 +266,14 @@ def check_cluster(cfg: Config, nodes: list[dict[str, Any]]) -> None:
             need += each * (getattr(a, count_key) if count_key else 1)
             if each > biggest:
                 raise ConfigError(
-                    f"'actors.{role}_{unit}' = {each} but the largest Ray node has {biggest:g} "
-                    f"{resource}s; lower it, or add a node with that many"
+                    f"'actors.{role}_{unit}' = {each} but {largest} has {biggest:g} "
+                    f"{resource}s; lower it" + ("" if local else ", or add a node with that many")
                 )
         if need > total + 1e-9:
             raise ConfigError(
-                f"the actors ask for {need:g} {resource}s in all and the Ray cluster has "
-                f"{total:g}; lower actors.*_{unit} or the actor counts, or add nodes"
+                f"the actors ask for {need:g} {resource}s in all and {whole} has {total:g}; "
+                f"lower actors.*_{unit} or the actor counts (actors.generators, actors.critics)"
+                + ("" if local else ", or add nodes")
             )
 
 

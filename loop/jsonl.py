@@ -21,7 +21,9 @@ def read_objects(path: str | Path, key: str | None = None) -> Iterator[tuple[int
     except FileNotFoundError:
         raise ConfigError(f"{where} does not exist: give the path of a JSONL file") from None
     except UnicodeDecodeError as err:
-        raise ConfigError(f"{where} is not UTF-8 text (byte {err.start})") from None
+        raise ConfigError(
+            f"{where} is not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -13,6 +13,9 @@ import time
 
 # fields that loop.round attaches to a stage line with `extra=`
 STAGE_FIELDS = ("round", "stage", "summary", "seconds")
+# Ray's logger writes plain text through a handler of its own; this one warns about token
+# authentication whenever a local Ray starts.
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,3 +43,7 @@ def configure(verbose: bool = False, quiet: bool = False, as_json: bool = False)
         else logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S")
     )
     logging.basicConfig(level=level, handlers=[handler], force=True)
+    # Under --json every stderr line must parse: Ray's notice goes out as one of ours instead.
+    ray_auth = logging.getLogger(RAY_AUTH_LOGGER)
+    ray_auth.handlers = [handler] if as_json else []
+    ray_auth.propagate = not as_json

@@ -110,6 +110,37 @@ def resolve_model(ref: str, key: str = "model") -> str:
     return _hub_snapshot(ref, key)
 
 
+def lora_layers(folder: str, trust_remote_code: bool = False, key: str = "model") -> list[str]:
+    """Dotted names of the layers a LoRA can wrap (linear, embedding, convolution, attention) in
+    the model at `folder`, built from its config on the meta device: no weights are read. `key`
+    names the config key in error messages."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        reason = str(err).strip().split("\n")[0] or type(err).__name__
+        raise ConfigError(
+            f"'{key}': {folder} holds no causal language model that transformers can build "
+            f"({reason})"
+        ) from None
+    nn = torch.nn
+    kinds = (
+        nn.Linear,
+        nn.Embedding,
+        nn.Conv1d,
+        nn.Conv2d,
+        nn.Conv3d,
+        nn.MultiheadAttention,
+        Conv1D,
+    )
+    return [name for name, module in model.named_modules() if isinstance(module, kinds)]
+
+
 def _hub_snapshot(repo_id: str, key: str) -> str:
     from huggingface_hub import snapshot_download
 

@@ -19,18 +19,26 @@ log = logging.getLogger("selfloop")
 
 
 class StopRequested(Exception):
-    """Raised at a safe point after a stop was asked for."""
+    """Raised at a safe point after a stop was asked for. `exit_code` is what the command exits
+    with: 128 + the signal's number, as shells report a process that a signal ended (130 after
+    Ctrl-C, 143 after SIGTERM), or 0 after `selfloop stop`, which asked for exactly this."""
+
+    def __init__(self, exit_code: int = 0) -> None:
+        super().__init__(exit_code)
+        self.exit_code = exit_code
 
 
 class Stopper:
     def __init__(self, request_file: Path | None = None) -> None:
         self.requested = threading.Event()
         self.request_file = request_file
+        self.exit_code = 0
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested.is_set():
             raise KeyboardInterrupt
+        self.exit_code = 128 + signum
         self.requested.set()
         log.warning(
             "stopping after the stage in flight (%s); press Ctrl-C again to stop now",
@@ -55,4 +63,4 @@ class Stopper:
             log.warning("stop requested by `selfloop stop`")
             self.requested.set()
         if self.requested.is_set():
-            raise StopRequested
+            raise StopRequested(self.exit_code)

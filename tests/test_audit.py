@@ -80,6 +80,15 @@ def test_missing_default_crows_file_asks_for_the_flag(tmp_path: Path) -> None:
         default_crows_file(tmp_path)
 
 
+def test_a_crows_file_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+    crows = tmp_path / "latin1.csv"
+    crows.write_bytes(b"sent_more,sent_less,stereo_antistereo,bias_type\ncaf\xe9,b,stereo,race\n")
+
+    assert main(["audit", "adapter", "--base", "base", "--crows", str(crows)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"selfloop: error: {crows}: not UTF-8 text (byte 51); save it as UTF-8\n"
+
+
 # ---- a planted skew -----------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from loop.cli import main
 from loop.config import dump_config, load_config
+from loop.errors import UserError
 from loop.store import RunStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,6 +206,94 @@ def test_run_with_missing_model_writes_nothing(tmp_path: Path, capsys, policy, m
     (tmp_path / "config.toml").write_text(text)
     assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
     assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_with_a_crows_file_without_its_columns_writes_nothing(tmp_path: Path, capsys) -> None:
+    crows = tmp_path / "crows.csv"
+    crows.write_text("sentence,group\nThey cook.,age\n", encoding="utf-8")
+    text = anchored((REPO / "config.toml").read_text())
+    text = text.replace('crows_pairs_file = ""', f'crows_pairs_file = "{crows}"')
+    (tmp_path / "config.toml").write_text(text)
+
+    assert main(["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: {crows}: not a CrowS-Pairs CSV: missing columns sent_more, sent_less, "
+        "stereo_antistereo, bias_type (expected sent_more, sent_less, stereo_antistereo, "
+        "bias_type; found: sentence, group)\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_with_target_modules_the_model_lacks_writes_nothing(
+    tmp_path: Path, tiny_model_dir: Path, capsys
+) -> None:
+    text = anchored((REPO / "config.toml").read_text())
+    (tmp_path / "config.toml").write_text(text)
+    argv = ["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]
+    argv += ["--set", f"model.policy={tiny_model_dir}"]
+
+    bad = '["q_proj", "qproj", "mlp"]'  # a typo, and a block that holds layers but is none
+    assert main([*argv, "--set", f"train.target_modules={bad}"]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: 'train.target_modules': no layer of {tiny_model_dir} that a LoRA can "
+        "train is named 'qproj' or 'mlp'; its layers are named down_proj, embed_tokens, "
+        "gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "targets, error",
+    [
+        (["self_attn.q_proj", "layers.0.mlp.up_proj", "lm_head"], None),
+        (["proj"], "is named 'proj';"),  # a name ends at a dot: no layer is called "proj"
+    ],
+)
+def test_target_modules_match_whole_names_and_dotted_ends(
+    tmp_path: Path, tiny_model_dir: Path, write_config, targets: list, error: str | None
+) -> None:
+    from loop.driver import check_target_modules
+
+    model = {"policy": str(tiny_model_dir), "dtype": "float32"}
+    cfg = load_config(write_config(tmp_path, model=model, train={"target_modules": targets}))
+    if error is None:
+        check_target_modules(cfg, str(tiny_model_dir))
+    else:
+        with pytest.raises(UserError, match=error):
+            check_target_modules(cfg, str(tiny_model_dir))
+
+
+def test_full_fine_tuning_does_not_read_target_modules(tmp_path: Path, write_config) -> None:
+    from loop.driver import check_target_modules
+
+    train = {"target_modules": ["proj"], "strategy": "full"}
+    check_target_modules(load_config(write_config(tmp_path, train=train)), str(tmp_path / "none"))
+
+
+def test_run_with_more_actors_than_this_machine_holds_writes_nothing(
+    tmp_path: Path, tiny_model_dir: Path, capsys
+) -> None:
+    """Each actor fits alone, but all of them together do not: refused before the run folder
+    exists, so the same command with smaller actors needs no --overwrite."""
+    import os
+
+    cpus = os.cpu_count()
+    (tmp_path / "config.toml").write_text(anchored((REPO / "config.toml").read_text()))
+    argv = ["run", str(tmp_path / "config.toml"), "--run-dir", str(tmp_path / "out")]
+    argv += ["--set", f"model.policy={tiny_model_dir}", "--set", "actors.generator_cpus=1.0"]
+
+    assert main([*argv, "--set", f"actors.generators={cpus}"]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: the actors ask for {cpus + 1:g} CPUs in all and this machine has "
+        f"{cpus:g}; lower actors.*_cpus or the actor counts (actors.generators, actors.critics)\n"
+    )
+    assert not (tmp_path / "out").exists()
+    assert main([*argv, "--set", f"actors.trainer_cpus={cpus + 1}.0"]) == 2
+    assert capsys.readouterr().err == (
+        f"selfloop: error: 'actors.trainer_cpus' = {cpus + 1}.0 but this machine has {cpus:g} "
+        "CPUs; lower it\n"
+    )
     assert not (tmp_path / "out").exists()
 
 

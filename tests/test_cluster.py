@@ -168,6 +168,13 @@ def test_a_round_runs_on_two_nodes_and_ships_its_adapter(
     )
     run = tmp_path / "run"
     argv = ["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"]
+    # Actors the cluster cannot place are refused before the run folder exists.
+    assert main([*argv, "--address", two_nodes, "--set", "actors.generators=3"]) == 2
+    assert capsys.readouterr().err == (
+        "selfloop: error: the actors ask for 3 CPUs in all and the Ray cluster has 2; lower "
+        "actors.*_cpus or the actor counts (actors.generators, actors.critics), or add nodes\n"
+    )
+    assert not run.exists()
     assert main([*argv, "--address", two_nodes]) == 0, capsys.readouterr().err[-3000:]
 
     placed = json.loads((run / "actors.json").read_text())

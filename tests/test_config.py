@@ -268,6 +268,20 @@ def test_malformed_toml_mentions_the_line(tmp_path: Path) -> None:
     assert "line 3" in message
 
 
+def test_a_byte_order_mark_is_accepted(write_config: Callable[..., Path]) -> None:
+    path = write_config()
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+
+    assert load_config(path) == load_config(write_config())
+
+
+def test_config_that_is_not_utf8_names_the_file_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"# caf\xe9\n[run]\n")
+
+    assert config_error(path) == f"{path}: not UTF-8 text (byte 5); save it as UTF-8"
+
+
 def test_missing_config_file(tmp_path: Path) -> None:
     missing = tmp_path / "nope.toml"
 
@@ -490,6 +504,12 @@ def test_dpo_methods_and_their_settings_load(write_config: Callable[..., Path]) 
 
     assert (cfg.train.method, cfg.train.start, cfg.train.reference) == ("sft+dpo", "fresh", "base")
     assert (cfg.train.pair_margin, cfg.train.dpo_beta) == (0.1, 0.1)
+
+
+def test_no_target_modules_is_refused(write_config: Callable[..., Path]) -> None:
+    message = config_error(write_config(lambda d: d["train"].update(target_modules=[])))
+
+    assert "'train.target_modules': List should have at least 1 item" in message
 
 
 def test_dpo_with_a_lora_on_lm_head_names_the_fix(write_config: Callable[..., Path]) -> None:

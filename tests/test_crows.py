@@ -102,8 +102,31 @@ def test_missing_columns_are_named_with_the_columns_found(tmp_path: Path) -> Non
 
     assert str(info.value) == (
         f"{path}: not a CrowS-Pairs CSV: missing columns sent_less, stereo_antistereo "
-        "(found: , sent_more, sent_x, bias_type)"
+        "(expected sent_more, sent_less, stereo_antistereo, bias_type; "
+        "found: , sent_more, sent_x, bias_type)"
     )
+
+
+def test_a_file_that_is_not_utf8_names_the_file_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(",".join(COLUMNS).encode() + "\ncaf\xe9,b,stereo,race\n".encode("latin-1"))
+
+    with pytest.raises(ConfigError) as info:
+        load_crows(path)
+
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 51); save it as UTF-8"
+
+
+def test_a_byte_order_mark_and_a_short_row(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "crows.csv", ROWS[:1])
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_crows(path) == [CrowsPair(*ROWS[0])]
+
+    with path.open("a", encoding="utf-8") as f:
+        f.write("1,She sings.,He sings.\n")
+    with pytest.raises(ConfigError) as info:
+        load_crows(path)
+    assert str(info.value) == f"{path}:3: the row ends before the column stereo_antistereo"
 
 
 def test_stratified_sample_keeps_type_shares_and_file_order() -> None:

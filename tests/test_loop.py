@@ -3,7 +3,13 @@ default model (marked slow) for two rounds that must produce every artefact a us
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +24,94 @@ def inspect_json(run: Path, capsys) -> dict:
     capsys.readouterr()
     assert main(["inspect", str(run), "--json"]) == 0
     return json.loads(capsys.readouterr().out)
+
+
+@contextlib.contextmanager
+def ctrl_c_once(ready: Path, timeout: float = 120.0) -> Iterator[None]:
+    """Send this process one SIGINT, as a terminal's Ctrl-C, as soon as `ready` exists (the run
+    lock: taken once the stop handlers are in place); never after the block ends."""
+    done = threading.Event()
+
+    def wait() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            if ready.exists():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=wait, daemon=True)
+    sender.start()
+    try:
+        yield
+    finally:
+        done.set()
+        sender.join()
+
+
+def test_ctrl_c_stops_a_run_with_exit_130_and_says_how_to_resume(
+    tmp_path: Path, tiny_sections: dict, write_config, capsys
+) -> None:
+    config = write_config(tmp_path, **tiny_sections)
+    run = tmp_path / "run"
+    with ctrl_c_once(run / "run.lock"):
+        code = main(["run", str(config), "--rounds", "1", "--run-dir", str(run), "--quiet"])
+
+    assert code == 130
+    assert f"stopped at a safe point; continue with `selfloop resume {run}`" in (
+        capsys.readouterr().err
+    )
+    assert not (run / "run.lock").exists() and not (run / "round_001").exists()
+
+
+def test_ctrl_c_stops_the_whole_showdown(
+    tmp_path: Path, tiny_sections: dict, write_config, capsys
+) -> None:
+    config = write_config(tmp_path, **tiny_sections)
+    argv = ["showdown", str(config), "--strategies", "lora,full", "--rounds", "1", "--quiet"]
+    with ctrl_c_once(tmp_path / "runs" / "default-lora" / "run.lock"):
+        code = main([*argv, "--runs-dir", str(tmp_path / "runs")])
+
+    assert code == 130
+    assert "showdown stopped during lora; strategies not run: full" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["default-lora"]
+
+
+def test_state_json_drops_the_rounds_a_branch_set_aside(
+    tmp_path: Path, tiny_sections: dict, write_config, capsys
+) -> None:
+    """Two finished, accepted rounds (round 2 the better), then `resume --from-round 2`
+    stopped before round 2 is redone: state.json and the adapter chat and export pick by
+    default must be round 1's, the only finished round left."""
+    from loop.config import dump_config, load_config
+    from loop.driver import _state
+    from loop.serve import run_adapter
+    from loop.store import RunStore
+
+    cfg = load_config(write_config(tmp_path, **tiny_sections))
+    store = RunStore(tmp_path / "run")
+    store.create(dump_config(cfg))
+    for k, persona in ((1, 0.2), (2, 0.4)):
+        (store.round_dir(k) / "adapter").mkdir(parents=True)
+        (store.round_dir(k) / "adapter" / "adapter_config.json").write_text("{}")
+        metrics = {"eval": {"adapter": {"persona": {"mean": persona}}}}
+        store.commit_round(k, metrics, {"round": k, "status": "accepted"})
+    store.write_state(_state(store, cfg, 2))  # as the run that finished round 2 left it
+    assert run_adapter(store.root).round == 2
+
+    with ctrl_c_once(store.root / "run.lock"):
+        code = main(["resume", str(store.root), "--from-round", "2", "--rounds", "2", "--quiet"])
+
+    assert code == 130
+    state = json.loads((store.root / "state.json").read_text())
+    assert {k: v for k, v in state.items() if k != "updated"} == {
+        "target_rounds": 2,
+        "completed": [1],
+        "accepted": [1],
+        "policy_adapter": "round_001/adapter",
+    }
+    assert run_adapter(store.root).round == 1
+    assert [p.name for p in (store.root / "aside").glob("*/*")] == ["round_002"]
 
 
 def test_round_that_rejects_everything_keeps_the_previous_adapter(

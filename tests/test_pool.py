@@ -80,6 +80,18 @@ def test_bad_json_line_names_the_line_number(tmp_path: Path) -> None:
         load_prompts(path, "seed", "generate.seed_file")
 
 
+def test_a_file_that_is_not_utf8_names_the_key_file_and_byte(tmp_path: Path) -> None:
+    path = tmp_path / "pool.jsonl"
+    path.write_bytes(b'{"instruction": "Fine."}\n{"instruction": "caf\xe9"}\n')
+
+    with pytest.raises(ConfigError) as info:
+        load_prompts(path, "heldout", "eval.heldout_file")
+
+    assert str(info.value) == (
+        f"'eval.heldout_file': {path} is not UTF-8 text (byte 45); save it as UTF-8"
+    )
+
+
 @pytest.mark.parametrize(
     "line, message",
     [
