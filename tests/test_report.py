@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +19,8 @@ from loop.svg import Point, series_chart
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
+# CI sets this once it has installed Chromium: the browser test must then run, never skip.
+BROWSER_REQUIRED = os.environ.get("SELFLOOP_REQUIRE_BROWSER") == "1"
 
 
 @pytest.fixture(scope="module")
@@ -86,13 +89,17 @@ def test_the_page_is_self_contained_and_shows_the_run(report: Path, tiny_run: di
 
 
 @pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
+    not (CHROMIUM and CHROMEDRIVER or BROWSER_REQUIRED),
     reason="chromium is not installed: apt-get install -y chromium chromium-driver",
 )
 def test_the_page_renders_in_headless_chromium_without_console_errors(
     report: Path, tiny_run: dict, tmp_path: Path
 ) -> None:
-    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
+    assert CHROMIUM and CHROMEDRIVER, "SELFLOOP_REQUIRE_BROWSER=1 but chromium is not on PATH"
+    if BROWSER_REQUIRED:
+        from selenium import webdriver
+    else:
+        webdriver = pytest.importorskip("selenium.webdriver", reason="pip install selenium")
     from selenium.webdriver.common.by import By
 
     options = webdriver.ChromeOptions()
