@@ -91,6 +91,17 @@ def test_chat_answers_once_with_the_best_round_and_no_system_prompt(tiny_run: di
     assert capsys.readouterr().out == expected.text + "\n"
 
 
+def test_chat_answers_with_the_adapter_of_the_round_asked_for(tiny_run: dict, capsys) -> None:
+    run = tiny_run["run"]
+    policy = Policy(run_adapter(run).base, "float32")
+    policy.set_adapter(str(run / "round_001" / "adapter"))
+    (expected,) = policy.generate([[{"role": "user", "content": "Hi"}]], 8)
+    capsys.readouterr()
+    argv = ["chat", str(run), "--round", "1", "--message", "Hi", "--max-new-tokens", "8"]
+    assert main(argv) == 0
+    assert capsys.readouterr().out == expected.text + "\n"
+
+
 def test_chat_reads_turns_until_an_empty_line(tiny_run: dict, capsys, monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("Hello\nAnd then?\n\nnever read\n"))
     assert main(["chat", str(tiny_run["run"]), "--round", "1", "--max-new-tokens", "4"]) == 0
