@@ -248,7 +248,8 @@ class _Ring:
         self.mask, self.at, self.capacity = mask, self.capacity, capacity
 
     def keep(self, rows: torch.Tensor) -> None:
-        """Drop every other row: later steps cost as much as the rows left."""
+        """Keep only `rows` (indices), dropping the others: later steps cost as much as the rows
+        left."""
         for layer in self.cache.layers:
             layer.keys, layer.values = layer.keys[rows], layer.values[rows]
         self.mask, self.positions = self.mask[rows], self.positions[rows]
@@ -371,8 +372,9 @@ def decode(
     done = torch.zeros(batch, dtype=torch.bool, device=device)
     for step in range(draw.max_new_tokens):
         tokens = sample(logits, draw, generator)
-        for row in torch.nonzero(~done).flatten().tolist():
-            out[row].append(int(tokens[row]))
+        for row, (token, ended) in enumerate(zip(tokens.tolist(), done.tolist(), strict=True)):
+            if not ended:
+                out[row].append(token)
         done |= torch.isin(tokens, stops)
         if bool(done.all()) or step == draw.max_new_tokens - 1:
             break

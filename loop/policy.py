@@ -154,7 +154,8 @@ class Policy:
         """Answer each conversation once. Prompts decode in length order, so that a batch's
         prefill wastes little on padding; the results come back in input order."""
         order = sorted(range(len(conversations)), key=lambda i: len(str(conversations[i])))
-        prompts = [self._ids(self._text(conversations[i])) for i in order]
+        texts = [self._text(conversations[i]) for i in order]
+        prompts = self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         draw = Draw(
             max_new_tokens,
             frozenset(self._stop_ids),
