@@ -16,6 +16,19 @@ import pytest  # noqa: E402
 from loop.models import MINILM, SMOLLM2, resolve_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+# CI clones the repo next to a copy of shared/, so the data lives one level above the repo.
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Many tests read the public datasets; without them they would fail one by one, far from
+    # the cause.
+    if not SHARED_DATA.is_dir():
+        pytest.exit(
+            f"the tests read public datasets from {SHARED_DATA}, which does not exist: clone "
+            "the repo next to the shared/ folder that holds data/",
+            returncode=4,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -25,8 +38,7 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    # CI clones the repo next to a copy of shared/, so the data lives one level above the repo.
-    return REPO.parent / "shared" / "data"
+    return SHARED_DATA
 
 
 @pytest.fixture(scope="session")
@@ -100,7 +112,7 @@ def _write_config(tmp_path: Path, **sections: dict) -> Path:
     }
     data["train"] |= {"epochs": 1}
     data["audit"] |= {
-        "crows_pairs_file": str(REPO.parent / "shared/data/crows_pairs_anonymized.csv"),
+        "crows_pairs_file": str(SHARED_DATA / "crows_pairs_anonymized.csv"),
         "max_pairs": 16,
     }
     for name, values in sections.items():
